@@ -1,0 +1,15 @@
+"""The test suite: a throw-away embedded cluster unless DATABASE_URL points at a real server."""
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import VAR_DIR, celery_broker, database_settings
+
+DEBUG = False
+DATABASES = {"default": database_settings(throwaway=True)}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Never share a filesystem broker folder with a `make run` worker on the same checkout.
+CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker(VAR_DIR / "celery-broker-test")

@@ -1,0 +1,131 @@
+"""Every admin page of every model renders for a coordinator, and lists do not reveal the arm."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.urls import reverse
+
+from trials.models import Arm
+
+pytestmark = pytest.mark.django_db
+
+APP_LABELS = {"trials", "participants"}
+REGISTERED = sorted(
+    (model._meta.app_label, model._meta.model_name)
+    for model in admin.site._registry
+    if model._meta.app_label in APP_LABELS
+)
+
+
+def test_every_trial_and_participant_model_is_in_the_admin():
+    expected = {
+        (m._meta.app_label, m._meta.model_name)
+        for label in APP_LABELS
+        for m in apps.get_app_config(label).get_models()
+        if not m._meta.model_name.endswith("event")
+        and m._meta.model_name not in {"membershipsite", "eligibilityanswer", "lotmarkerresult"}
+    }
+    assert expected <= set(REGISTERED)
+
+
+@pytest.mark.parametrize(("app_label", "model_name"), REGISTERED)
+def test_admin_pages_render_for_a_coordinator(coordinator_client, app_label, model_name):
+    changelist = reverse(f"admin:{app_label}_{model_name}_changelist")
+    response = coordinator_client.get(changelist)
+    assert response.status_code == 200, changelist
+    response = coordinator_client.get(changelist, {"q": "S01"})
+    assert response.status_code == 200
+    obj = apps.get_model(app_label, model_name).objects.order_by("pk").first()
+    assert obj is not None, f"the demo trial has no {model_name}"
+    for view in ("change", "history"):
+        url = reverse(f"admin:{app_label}_{model_name}_{view}", args=[obj.pk])
+        response = coordinator_client.get(url)
+        assert response.status_code == 200, url
+    model_admin = admin.site._registry[apps.get_model(app_label, model_name)]
+    if model_admin.has_add_permission(response.wsgi_request):
+        assert coordinator_client.get(reverse(f"admin:{app_label}_{model_name}_add")).status_code == 200
+
+
+def test_admin_index_lists_the_demo_trial(coordinator_client, demo_trial):
+    response = coordinator_client.get(reverse("admin:trials_trial_changelist"))
+    assert b"EXO-OA-201" in response.content
+    assert b"240" in response.content  # randomized count column
+
+
+@pytest.mark.parametrize("model_name", ["participant", "randomization", "doseadministration"])
+def test_list_views_do_not_reveal_the_arm(coordinator_client, demo_trial, model_name):
+    response = coordinator_client.get(reverse(f"admin:participants_{model_name}_changelist"), {"all": ""})
+    body = response.content.decode()
+    for arm in Arm.objects.filter(trial=demo_trial):
+        assert arm.name not in body
+        assert f">{arm.code}<" not in body
+    assert "1×10" not in body
+    assert "× 10¹" not in body
+
+
+def test_randomization_history_hides_the_arm(coordinator_client, demo_trial):
+    randomization = demo_trial.randomizations.select_related("arm").first()
+    response = coordinator_client.get(reverse("admin:participants_randomization_history", args=[randomization.pk]))
+    body = response.content.decode()
+    assert re.search(r"<td>arm(_id)?</td><td>—</td><td>\(hidden\)</td>", body)
+    assert not re.search(rf"<td>arm(_id)?</td><td>—</td><td>{randomization.arm_id}</td>", body)
+
+
+def test_history_page_shows_old_new_reason_and_user(coordinator_client, demo_trial, coordinator):
+    from audit.context import audit_context
+
+    site = demo_trial.sites.get(code="S02")
+    with audit_context(reason="PI changed per site letter", user=coordinator):
+        site.principal_investigator = "Dr N. Neumann"
+        site.save()
+    body = coordinator_client.get(reverse("admin:trials_site_history", args=[site.pk])).content.decode()
+    assert "PI changed per site letter" in body
+    assert "Prof. K. Weber" in body
+    assert "Dr N. Neumann" in body
+    assert "demo-coordinator" in body
+
+
+def test_admin_change_without_reason_is_refused_and_with_reason_is_audited(coordinator_client, demo_trial):
+    site = demo_trial.sites.get(code="S03")
+    url = reverse("admin:trials_site_change", args=[site.pk])
+    form = {
+        "trial": demo_trial.pk,
+        "code": "S03",
+        "name": "Hospital Clínic (renamed)",
+        "country": "ES",
+        "principal_investigator": site.principal_investigator,
+        "target_enrollment": 60,
+        "is_active": "on",
+    }
+    response = coordinator_client.post(url, {**form, "change_reason": ""})
+    assert response.status_code == 200
+    assert "Give a reason for changing saved data" in response.content.decode()
+    site.refresh_from_db()
+    assert site.name == "Hospital Clínic de Barcelona"
+
+    response = coordinator_client.post(url, {**form, "change_reason": "Official name updated"})
+    assert response.status_code == 302
+    site.refresh_from_db()
+    assert site.name == "Hospital Clínic (renamed)"
+    event = site.pgh_event_model.objects.filter(pgh_obj_id=site.pk).order_by("pgh_id").last()
+    assert event.pgh_context["reason"] == "Official name updated"
+    assert event.pgh_context["username"] == "demo-coordinator"
+
+
+def test_admin_never_offers_delete(coordinator_client, demo_trial):
+    participant = demo_trial.participants.first()
+    response = coordinator_client.get(reverse("admin:participants_participant_delete", args=[participant.pk]))
+    assert response.status_code == 403
+
+
+def test_lot_list_shows_release_status_and_expiry(coordinator_client, demo_trial):
+    body = coordinator_client.get(reverse("admin:trials_productlot_changelist")).content.decode()
+    for lot in demo_trial.lots.all():
+        assert lot.lot_number in body
+        assert lot.expires_on.isoformat() in body
+    assert "Quarantine" in body
+    assert "Released" in body
