@@ -173,12 +173,13 @@ def celery_broker(folder: Path) -> tuple[str, dict]:
     if REDIS_URL:
         # Longer than the longest task (35 min hard limit) so a running task is not redelivered.
         return REDIS_URL, {"visibility_timeout": 3 * 3600}
-    for name in ("out", "processed"):
+    for name in ("out", "processed", "control"):
         (folder / name).mkdir(parents=True, exist_ok=True)
     return "filesystem://", {
         "data_folder_in": str(folder / "out"),
         "data_folder_out": str(folder / "out"),
         "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
         "store_processed": False,
     }
 
