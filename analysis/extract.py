@@ -33,8 +33,12 @@ def endpoint_values(trial, *, endpoint_code: str) -> pd.DataFrame:
         OutcomeMeasurement.objects.filter(visit__participant__trial=trial, endpoint__code=endpoint_code)
         .order_by("visit__participant_id", "visit__visit_definition__order")
         .values_list(
-            "visit__participant_id", "visit__visit_definition__code", "visit__visit_definition__order",
-            "visit__study_day", "value", "event_occurred",
+            "visit__participant_id",
+            "visit__visit_definition__code",
+            "visit__visit_definition__order",
+            "visit__study_day",
+            "value",
+            "event_occurred",
         )
     )
     return pd.DataFrame(list(rows), columns=["participant_id", "visit", "visit_order", "study_day", "value", "event"])

@@ -78,12 +78,12 @@ class AuditedAdmin(admin.ModelAdmin):
             "subtitle": None,
             "object": obj,
             "opts": self.model._meta,
-            "entries": record_history(obj, hidden_fields=self.history_hidden_fields(request)),
+            "entries": record_history(obj, hidden_fields=self.history_hidden_fields(request, obj)),
             **(extra_context or {}),
         }
         return TemplateResponse(request, self.object_history_template, context)
 
-    def history_hidden_fields(self, request) -> frozenset[str]:
+    def history_hidden_fields(self, request, obj) -> frozenset[str]:
         """Fields whose values this user may not see in the trail (blinding)."""
         return frozenset()
 

@@ -1,12 +1,20 @@
 from django.contrib import admin
-from django.urls import path
-from django.views.generic import RedirectView
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from participants.urls import allocation_urlpatterns
+from trials import views as trial_views
 
 admin.site.site_header = "ExoTrial administration"
 admin.site.site_title = "ExoTrial"
 admin.site.index_title = "Trial set-up and data"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", trial_views.home, name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("trials/<str:code>/", trial_views.trial_home, name="trial_home"),
+    path("trials/<str:code>/participants/", include("participants.urls")),
+    path("trials/<str:code>/randomization/", include((allocation_urlpatterns, "allocation"), namespace="allocation")),
     path("admin/", admin.site.urls),
 ]

@@ -1,11 +1,12 @@
-"""Coordinators' view of clinical data. Treatment assignment is never shown in these lists or forms:
-the blinding policy (which roles may see arms) decides elsewhere; the admin shows randomization numbers."""
+"""Coordinators' and data managers' read-only view of clinical data, scoped by trial and site.
+
+Site staff enter data in the web app. Treatment assignment and the dose details that reveal it are
+never listed; detail and history pages hide them from blinded users (trials.policies.blinding)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
-from audit.admin import AuditedAdmin, ReadOnlyAuditedAdmin
 from participants.models import (
     AdverseEvent,
     DoseAdministration,
@@ -14,10 +15,10 @@ from participants.models import (
     Participant,
     ProtocolDeviation,
     Randomization,
+    UnblindingEvent,
     Visit,
 )
-
-BLINDED_FIELDS = frozenset({"arm", "arm_id"})
+from trials.admin_base import ClinicalDataAdmin
 
 
 class EligibilityAnswerInline(admin.TabularInline):
@@ -25,12 +26,20 @@ class EligibilityAnswerInline(admin.TabularInline):
     extra = 0
     fields = ["criterion", "answer"]
 
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
 @admin.register(Participant)
-class ParticipantAdmin(AuditedAdmin):
+class ParticipantAdmin(ClinicalDataAdmin):
+    trial_path = "trial"
+    site_path = "site"
     list_display = [
         "screening_number",
         "trial",
@@ -66,7 +75,8 @@ class ParticipantAdmin(AuditedAdmin):
 
 
 @admin.register(Randomization)
-class RandomizationAdmin(ReadOnlyAuditedAdmin):
+class RandomizationAdmin(ClinicalDataAdmin):
+    trial_path = "trial"
     list_display = ["randomization_number", "participant", "trial", "stratum", "randomized_at", "randomized_by"]
     list_filter = ["trial"]
     search_fields = ["randomization_number", "participant__screening_number"]
@@ -74,12 +84,9 @@ class RandomizationAdmin(ReadOnlyAuditedAdmin):
     # The arm is deliberately absent: randomizations are listed by number only.
     fields = ["randomization_number", "participant", "trial", "stratum", "randomized_at", "randomized_by"]
 
-    def history_hidden_fields(self, request) -> frozenset[str]:
-        return BLINDED_FIELDS
-
 
 @admin.register(Visit)
-class VisitAdmin(AuditedAdmin):
+class VisitAdmin(ClinicalDataAdmin):
     list_display = ["participant", "visit_definition", "status", "visit_date", "study_day", "in_window"]
     list_filter = ["participant__trial", "participant__site", "visit_definition", "status", "in_window"]
     search_fields = ["participant__screening_number"]
@@ -89,7 +96,9 @@ class VisitAdmin(AuditedAdmin):
 
 
 @admin.register(OutcomeMeasurement)
-class OutcomeMeasurementAdmin(AuditedAdmin):
+class OutcomeMeasurementAdmin(ClinicalDataAdmin):
+    trial_path = "visit__participant__trial"
+    site_path = "visit__participant__site"
     list_display = [
         "participant",
         "visit_name",
@@ -116,7 +125,7 @@ class OutcomeMeasurementAdmin(AuditedAdmin):
 
 
 @admin.register(AdverseEvent)
-class AdverseEventAdmin(AuditedAdmin):
+class AdverseEventAdmin(ClinicalDataAdmin):
     list_display = [
         "participant",
         "term",
@@ -151,7 +160,7 @@ class AdverseEventAdmin(AuditedAdmin):
 
 
 @admin.register(DoseAdministration)
-class DoseAdministrationAdmin(AuditedAdmin):
+class DoseAdministrationAdmin(ClinicalDataAdmin):
     # Lot, volume and particle count reveal the dose level, so they are not listed by default.
     list_display = ["participant", "administered_at", "route", "administered_by"]
     list_filter = ["participant__trial", "participant__site"]
@@ -162,10 +171,22 @@ class DoseAdministrationAdmin(AuditedAdmin):
 
 
 @admin.register(ProtocolDeviation)
-class ProtocolDeviationAdmin(AuditedAdmin):
+class ProtocolDeviationAdmin(ClinicalDataAdmin):
     list_display = ["participant", "category", "severity", "description", "occurred_on", "detected_on", "is_automatic"]
     list_filter = ["participant__trial", "category", "severity", "is_automatic"]
     search_fields = ["participant__screening_number", "description"]
     list_select_related = ["participant"]
     readonly_fields = ["version"]
     raw_id_fields = ["participant", "visit"]
+
+
+@admin.register(UnblindingEvent)
+class UnblindingEventAdmin(ClinicalDataAdmin):
+    """Who unblinded whom, when and why — without the treatment revealed."""
+
+    trial_path = "trial"
+    list_display = ["participant", "requested_by", "created_at", "reason"]
+    list_filter = ["trial"]
+    search_fields = ["participant__screening_number", "requested_by__username"]
+    list_select_related = ["participant", "requested_by"]
+    fields = ["trial", "participant", "requested_by", "created_at", "reason"]

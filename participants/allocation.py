@@ -279,14 +279,14 @@ def _imbalance_table(imbalance: np.ndarray, labels: list[str], expected: np.ndar
     )
 
 
-def _simulate_blocks(arm_weights, codes, weights, stratum, n_strata, block_multiples, rng):
+def _simulate_blocks(arm_weights, weights, stratum, n_strata, block_multiples, rng):
     """Stratified permuted blocks: one independent ``permuted_block_sequence`` per stratum and trial.
 
     The guesser knows every past assignment in the participant's stratum and guesses the arm furthest
     behind its weighted share (Blackwell & Hodges' convergence strategy), splitting ties by weight.
     """
     n_trials, n_participants = stratum.shape
-    arm_index = {code: j for j, code in enumerate(codes)}
+    arm_index = {code: j for j, (code, _) in enumerate(arm_weights)}
     arms = np.empty_like(stratum)
     for t in range(n_trials):
         order = np.argsort(stratum[t], kind="stable")
@@ -299,7 +299,7 @@ def _simulate_blocks(arm_weights, codes, weights, stratum, n_strata, block_multi
                 arms[t, positions] = [arm_index[code] for code in sequence[: positions.size]]
     scale = _weight_scale(weights)
     trial_index = np.arange(n_trials)
-    so_far = np.zeros((n_trials, n_strata, len(codes)), dtype=np.int64)
+    so_far = np.zeros((n_trials, n_strata, len(weights)), dtype=np.int64)
     correct = np.zeros(n_trials)
     for i in range(n_participants):
         weighted = so_far[trial_index, stratum[:, i]] * scale
@@ -393,7 +393,7 @@ def simulate_scheme(
 
     if scheme == "permuted_blocks":
         arms, correct = _simulate_blocks(
-            list(zip(codes, weights.tolist(), strict=True)), codes, weights, stratum, n_strata, multiples, rng
+            list(zip(codes, weights.tolist(), strict=True)), weights, stratum, n_strata, multiples, rng
         )
     else:
         arms, correct = _simulate_minimization(weights, levels, p, rng)

@@ -6,6 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from audit.admin import AuditedAdmin
+from trials.admin_base import TrialScopedAdmin
 from trials.formatting import scientific
 from trials.models import (
     AnalysisPlan,
@@ -22,6 +23,8 @@ from trials.models import (
     TrialMembership,
     VisitDefinition,
 )
+from trials.policies.access import Capability, can, trials_for
+from trials.policies.blinding import sees_arm_definitions
 
 
 class NoDeleteInline:
@@ -84,7 +87,8 @@ class AnalysisPlanInline(NoDeleteInline, admin.StackedInline):
 
 
 @admin.register(Trial)
-class TrialAdmin(AuditedAdmin):
+class TrialAdmin(TrialScopedAdmin):
+    trial_path = ""
     list_display = [
         "protocol_code",
         "title",
@@ -116,13 +120,22 @@ class TrialAdmin(AuditedAdmin):
             .annotate(randomized_count=Count("randomizations", distinct=True, filter=Q(randomizations__isnull=False)))
         )
 
+    def get_inline_instances(self, request, obj=None):
+        # Arm names and doses are treatment information once a blinded trial has gone live.
+        hide_arms = obj is not None and not sees_arm_definitions(request.user, obj)
+        return [
+            inline
+            for inline in super().get_inline_instances(request, obj)
+            if not (hide_arms and isinstance(inline, ArmInline))
+        ]
+
     @admin.display(description="Randomized", ordering="randomized_count")
     def enrolled(self, trial) -> int:
         return trial.randomized_count
 
 
 @admin.register(Site)
-class SiteAdmin(AuditedAdmin):
+class SiteAdmin(TrialScopedAdmin):
     list_display = ["code", "name", "trial", "country", "principal_investigator", "target_enrollment", "is_active"]
     list_filter = ["trial", "country", "is_active"]
     search_fields = ["code", "name", "principal_investigator"]
@@ -130,7 +143,24 @@ class SiteAdmin(AuditedAdmin):
 
 
 @admin.register(Arm)
-class ArmAdmin(AuditedAdmin):
+class ArmAdmin(TrialScopedAdmin):
+    superuser_sees_all = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(trial_id__in=self._visible_trial_ids(request))
+
+    def has_add_permission(self, request) -> bool:
+        return bool(self._visible_trial_ids(request)) and super().has_add_permission(request)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "trial":
+            kwargs["queryset"] = Trial.objects.filter(pk__in=self._visible_trial_ids(request))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @staticmethod
+    def _visible_trial_ids(request) -> list[int]:
+        return [trial.pk for trial in trials_for(request.user) if sees_arm_definitions(request.user, trial)]
+
     list_display = ["code", "name", "trial", "role", "allocation_weight", "dose", "route"]
     list_filter = ["trial", "role", "route"]
     search_fields = ["code", "name"]
@@ -142,7 +172,7 @@ class ArmAdmin(AuditedAdmin):
 
 
 @admin.register(VisitDefinition)
-class VisitDefinitionAdmin(AuditedAdmin):
+class VisitDefinitionAdmin(TrialScopedAdmin):
     list_display = [
         "name",
         "code",
@@ -160,7 +190,7 @@ class VisitDefinitionAdmin(AuditedAdmin):
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(AuditedAdmin):
+class EndpointAdmin(TrialScopedAdmin):
     list_display = ["code", "name", "trial", "kind", "unit", "min_value", "max_value", "role", "direction"]
     list_filter = ["trial", "kind", "role"]
     search_fields = ["code", "name"]
@@ -169,7 +199,7 @@ class EndpointAdmin(AuditedAdmin):
 
 
 @admin.register(EligibilityCriterion)
-class EligibilityCriterionAdmin(AuditedAdmin):
+class EligibilityCriterionAdmin(TrialScopedAdmin):
     list_display = ["code", "kind", "text", "trial"]
     list_filter = ["trial", "kind"]
     search_fields = ["code", "text"]
@@ -177,7 +207,7 @@ class EligibilityCriterionAdmin(AuditedAdmin):
 
 
 @admin.register(StratificationFactor)
-class StratificationFactorAdmin(AuditedAdmin):
+class StratificationFactorAdmin(TrialScopedAdmin):
     list_display = ["code", "name", "trial", "levels"]
     list_filter = ["trial"]
     search_fields = ["code", "name"]
@@ -185,7 +215,7 @@ class StratificationFactorAdmin(AuditedAdmin):
 
 
 @admin.register(AnalysisPlan)
-class AnalysisPlanAdmin(AuditedAdmin):
+class AnalysisPlanAdmin(TrialScopedAdmin):
     list_display = [
         "trial",
         "version",
@@ -203,7 +233,23 @@ class AnalysisPlanAdmin(AuditedAdmin):
 
 
 @admin.register(ExosomeProduct)
-class ExosomeProductAdmin(AuditedAdmin):
+class ExosomeProductAdmin(TrialScopedAdmin):
+    trial_path = "lots__trial"
+
+    def get_queryset(self, request):
+        # Products are shared across trials: a coordinator sees those supplied to their trials.
+        return super().get_queryset(request).distinct()
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        allowed = AuditedAdmin.has_change_permission(self, request, obj)
+        if not allowed or obj is None or request.user.is_superuser:
+            return allowed
+        # A product shared by several trials is changed only by someone who manages all of them.
+        return all(
+            can(request.user, trial, Capability.MANAGE_TRIAL)
+            for trial in Trial.objects.filter(lots__product=obj).distinct()
+        )
+
     list_display = ["name", "source_cell", "isolation_method", "manufacturer"]
     list_filter = ["source_cell", "isolation_method"]
     search_fields = ["name", "manufacturer"]
@@ -232,7 +278,7 @@ class ExpiryFilter(admin.SimpleListFilter):
 
 
 @admin.register(ProductLot)
-class ProductLotAdmin(AuditedAdmin):
+class ProductLotAdmin(TrialScopedAdmin):
     list_display = [
         "lot_number",
         "product",
@@ -295,14 +341,19 @@ class ProductLotAdmin(AuditedAdmin):
         return scientific(lot.particle_to_protein_ratio)
 
 
-class MembershipSiteInline(NoDeleteInline, admin.TabularInline):
+class MembershipSiteInline(admin.TabularInline):
+    """Removing a site from a membership is a real change (the grant ends), so it may be deleted — the
+    deletion is audited with the reason given on the membership form."""
+
     model = MembershipSite
     extra = 0
     autocomplete_fields = ["site"]
 
 
 @admin.register(TrialMembership)
-class TrialMembershipAdmin(AuditedAdmin):
+class TrialMembershipAdmin(TrialScopedAdmin):
+    scope_capability = Capability.MANAGE_MEMBERSHIPS
+    edit_capability = Capability.MANAGE_MEMBERSHIPS
     list_display = ["user", "trial", "role", "site_codes", "is_active", "granted_at"]
     list_filter = ["trial", "role", "is_active"]
     search_fields = ["user__username", "user__first_name", "user__last_name", "trial__protocol_code"]
@@ -312,6 +363,12 @@ class TrialMembershipAdmin(AuditedAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("site_links__site")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Nobody changes their own role or sites: a blinded coordinator cannot unblind themselves.
+        if obj is not None and obj.user_id == request.user.pk and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
 
     @admin.display(description="Sites")
     def site_codes(self, membership) -> str:

@@ -25,19 +25,22 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
+from django.db.models import Q
 
 from audit.context import INITIAL_ENTRY, audit_context
-from participants.allocation import permuted_block_sequence
 from participants.models import (
     AdverseEvent,
+    AllocationList,
     DoseAdministration,
     EligibilityAnswer,
     OutcomeMeasurement,
     Participant,
     ProtocolDeviation,
     Randomization,
+    UnblindingEvent,
     Visit,
 )
+from participants.services.randomization import allocation_list_generate
 from trials.models import (
     AnalysisPlan,
     Arm,
@@ -159,8 +162,11 @@ def seed_demo(*, seed: int = DEFAULT_SEED, password: str | None = None) -> SeedR
         created = trial is None
         if created:
             trial = _create_trial_setup()
-            _create_clinical_data(trial, np.random.default_rng(seed))
         logins = _ensure_demo_users(trial, password)
+        if created:
+            statistician = get_user_model().objects.get(username="demo-unblinded-stat")
+            allocation_list_generate(trial=trial, user=statistician)
+            _create_clinical_data(trial, np.random.default_rng(seed))
     counts = {
         "sites": trial.sites.count(),
         "arms": trial.arms.count(),
@@ -183,7 +189,7 @@ def _create_trial_setup() -> Trial:
         title="Intra-articular umbilical-cord MSC exosomes for knee osteoarthritis: a randomized, "
         "double-blind, placebo-controlled phase II trial",
         phase=Trial.Phase.II,
-        status=Trial.Status.ACTIVE_FOLLOW_UP,
+        status=Trial.Status.RECRUITING,
         blinding=Trial.Blinding.DOUBLE,
         target_enrollment=TARGET_RANDOMIZED,
         sponsor="ExoTrial Demo Sponsor Ltd",
@@ -410,7 +416,7 @@ def _create_clinical_data(trial: Trial, rng: np.random.Generator) -> None:  # no
     endpoints = {e.code: e for e in trial.endpoints.all()}
     criteria = {c.code: c for c in trial.eligibility_criteria.all()}
     lots = {lot.lot_number: lot for lot in trial.lots.all()}
-    randomizer = _demo_randomizer(trial)
+    next_slot = _slot_dispenser(trial)
 
     candidates = _screening_candidates(rng, sites)
     per_site_counter: dict[str, int] = {}
@@ -443,12 +449,13 @@ def _create_clinical_data(trial: Trial, rng: np.random.Generator) -> None:  # no
         stratum_level = ">60" if baseline_pain > 60 else "<=60"
         participant.strata = {"basepain": stratum_level}
         participant.status = Participant.Status.RANDOMIZED
-        arm_code = randomizer(candidate.site.code, stratum_level)
+        slot = next_slot(f"site={candidate.site.code}|basepain={stratum_level}")
         participants.append(participant)
         plans.append(
             {
                 "failed": None,
-                "arm": arm_code,
+                "slot": slot,
+                "arm": slot.arm.code,
                 "baseline_pain": baseline_pain,
                 "randomized_on": randomized_on,
                 "random_intercept": rng.normal(0, 8),
@@ -462,6 +469,9 @@ def _create_clinical_data(trial: Trial, rng: np.random.Generator) -> None:  # no
                 ),
             }
         )
+    waiting = _awaiting_randomization(trial, sites, criteria, per_site_counter, rng)
+    participants += [participant for participant, _ in waiting]
+    plans += [plan for _, plan in waiting]
     Participant.objects.bulk_create(participants)
 
     answers = []
@@ -473,7 +483,7 @@ def _create_clinical_data(trial: Trial, rng: np.random.Generator) -> None:  # no
     EligibilityAnswer.objects.bulk_create(answers)
 
     randomized = sorted(
-        ((p, plan) for p, plan in zip(participants, plans, strict=True) if not plan["failed"]),
+        ((p, plan) for p, plan in zip(participants, plans, strict=True) if not plan["failed"] and "slot" in plan),
         key=lambda pair: (pair[1]["randomized_on"], pair[0].screening_number),
     )
     site_staff = _site_staff_users(trial, sites)
@@ -495,6 +505,7 @@ def _create_clinical_data(trial: Trial, rng: np.random.Generator) -> None:  # no
         )
         plan["randomized_at"] = randomized_at
     Randomization.objects.bulk_create(randomizations)
+    AllocationList.objects.filter(trial=trial).update(randomized_count=len(randomizations))
 
     visit_rows: list[Visit] = []
     measurement_plans: list[tuple[Visit, Endpoint, float | None, bool | None, str]] = []
@@ -671,35 +682,60 @@ def _create_clinical_data(trial: Trial, rng: np.random.Generator) -> None:  # no
     ProtocolDeviation.objects.bulk_create(deviations)
     DoseAdministration.objects.bulk_create(doses)
     AdverseEvent.objects.bulk_create(adverse_events)
+    _record_emergency_unblinding(trial, adverse_events, site_staff)
     with audit_context(reason="disposition recorded at end of participation"):
         Participant.objects.bulk_update(
             disposition_updates, ["status", "withdrawn_on", "withdrawal_reason", "withdrawal_detail", "completed_on"]
         )
 
 
-def _demo_randomizer(trial: Trial):
-    """Stratified permuted blocks (3 and 6) per site × baseline-pain stratum, from the plan's seed."""
-    plan = trial.analysis_plan
-    arm_weights = [(arm.code, arm.allocation_weight) for arm in trial.arms.order_by("code")]
-    lists: dict[tuple[str, str], list[str]] = {}
-    positions: dict[tuple[str, str], int] = {}
+def _record_emergency_unblinding(trial: Trial, adverse_events: list[AdverseEvent], site_staff) -> None:
+    """The first SUSAR (else the first SAE): its investigator unblinded the participant for the treating team."""
+    serious = [e for e in adverse_events if e.serious and e.grade < 5]
+    event = next((e for e in serious if e.is_susar), serious[0] if serious else None)
+    if event is None:
+        return
+    UnblindingEvent.objects.create(
+        trial=trial,
+        participant=event.participant,
+        requested_by=site_staff[event.participant.site.code],
+        reason=f"{event.term} (serious, {event.get_causality_display().lower()}): the treating team asked "
+        "whether exosomes were injected.",
+    )
 
-    def next_arm(site_code: str, level: str) -> str:
-        key = (site_code, level)
-        if key not in lists:
-            stratum_seed = [plan.randomization_seed, *site_code.encode(), *level.encode()]
-            lists[key] = permuted_block_sequence(
-                arm_weights,
-                block_multiples=plan.block_size_multiples,
-                length=TARGET_RANDOMIZED,
-                rng=np.random.default_rng(stratum_seed),
-            )
-            positions[key] = 0
-        arm = lists[key][positions[key]]
-        positions[key] += 1
-        return arm
 
-    return next_arm
+WAITING_SCREENED_ON = (dt.date(2026, 11, 16), dt.date(2026, 11, 18), dt.date(2026, 11, 19), dt.date(2026, 11, 23))
+
+
+def _awaiting_randomization(trial, sites, criteria, per_site_counter, rng):
+    """Four recently screened, consented and eligible people (three at the first site) for the site app."""
+    waiting = []
+    for index, screened_on in enumerate(WAITING_SCREENED_ON):
+        site = sites[0] if index < 3 else sites[1]
+        per_site_counter[site.code] = per_site_counter.get(site.code, 0) + 1
+        age = int(rng.integers(45, 78))
+        participant = Participant(
+            trial=trial, site=site, screening_number=f"{site.code}-{per_site_counter[site.code]:04d}",
+            screened_on=screened_on, sex="F" if index % 2 == 0 else "M", birth_year=screened_on.year - age,
+            age_at_screening=age, consent_date=screened_on, consent_version="2.1",
+            status=Participant.Status.ELIGIBLE, strata={"basepain": ">60" if index % 2 else "<=60"})
+        waiting.append((participant, {"failed": None}))
+    return waiting
+
+
+def _slot_dispenser(trial: Trial):
+    """Hand out the concealed list's slots in sequence per stratum, as the randomize service would."""
+    slots: dict[str, list] = {}
+    for slot in trial.allocation_list.slots.select_related("arm").order_by("stratum", "sequence"):
+        slots.setdefault(slot.stratum, []).append(slot)
+    positions = dict.fromkeys(slots, 0)
+
+    def next_slot(stratum: str):
+        slot = slots[stratum][positions[stratum]]
+        positions[stratum] += 1
+        return slot
+
+    return next_slot
 
 
 def _screening_candidates(rng: np.random.Generator, sites: list[Site]) -> list[_Candidate]:
@@ -840,7 +876,7 @@ def _site_staff_users(trial: Trial, sites: list[Site]) -> dict[str, object]:
 
 
 def _ensure_demo_users(trial: Trial, password: str | None) -> list[tuple[str, str, str]]:
-    coordinators = _coordinator_group()
+    groups = _staff_groups()
     first_site = trial.sites.order_by("code").first()
     logins = []
     user_model = get_user_model()
@@ -848,12 +884,12 @@ def _ensure_demo_users(trial: Trial, password: str | None) -> list[tuple[str, st
         user, _ = user_model.objects.get_or_create(username=username)
         user.first_name, user.last_name = first, last
         user.email = f"{username}@example.org"
-        user.is_staff = role == Role.COORDINATOR
+        user.is_staff = role in groups
         secret = password or secrets.token_urlsafe(12)
         user.set_password(secret)
         user.save()
-        if role == Role.COORDINATOR:
-            user.groups.add(coordinators)
+        if role in groups:
+            user.groups.add(groups[role])
         membership, created = TrialMembership.objects.get_or_create(user=user, trial=trial, defaults={"role": role})
         if created and role in (Role.SITE_STAFF, Role.MONITOR):
             MembershipSite.objects.create(membership=membership, site=first_site)
@@ -861,10 +897,17 @@ def _ensure_demo_users(trial: Trial, password: str | None) -> list[tuple[str, st
     return logins
 
 
-def _coordinator_group() -> Group:
-    group, _ = Group.objects.get_or_create(name="Trial coordinators")
-    permissions = Permission.objects.filter(
-        content_type__app_label__in=["trials", "participants"], codename__regex=r"^(view|add|change)_"
+def _staff_groups() -> dict[str, Group]:
+    """Django permissions for the admin: coordinators edit set-up; both read clinical data (scoped by role)."""
+    coordinators, _ = Group.objects.get_or_create(name="Trial coordinators")
+    coordinators.permissions.set(
+        Permission.objects.filter(
+            Q(content_type__app_label="trials", codename__regex=r"^(view|add|change)_")
+            | Q(content_type__app_label="participants", codename__startswith="view_")
+        )
     )
-    group.permissions.set(permissions)
-    return group
+    data_managers, _ = Group.objects.get_or_create(name="Data managers")
+    data_managers.permissions.set(
+        Permission.objects.filter(content_type__app_label__in=["trials", "participants"], codename__startswith="view_")
+    )
+    return {Role.COORDINATOR: coordinators, Role.DATA_MANAGER: data_managers}

@@ -147,7 +147,9 @@ STORAGES = {
 ARTIFACT_ROOT = VAR_DIR / "artifacts"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
 
 # Audit trail (django-pghistory): the context (user, reason, url) is stored as JSON inside every
 # event row, so an audit event is self-contained and its table can be strictly append-only.

@@ -2,16 +2,19 @@ from participants.models.adverse_event import AdverseEvent
 from participants.models.deviation import ProtocolDeviation
 from participants.models.dosing import DoseAdministration
 from participants.models.participant import EligibilityAnswer, Participant
-from participants.models.randomization import Randomization
+from participants.models.randomization import AllocationList, AllocationSlot, Randomization, UnblindingEvent
 from participants.models.visit import OutcomeMeasurement, Visit
 
 __all__ = [
     "AdverseEvent",
+    "AllocationList",
+    "AllocationSlot",
     "DoseAdministration",
     "EligibilityAnswer",
     "OutcomeMeasurement",
     "Participant",
     "ProtocolDeviation",
     "Randomization",
+    "UnblindingEvent",
     "Visit",
 ]
