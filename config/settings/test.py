@@ -13,3 +13,5 @@ STORAGES = {
 }
 # Never share a filesystem broker folder with a `make run` worker on the same checkout.
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker(VAR_DIR / "celery-broker-test")
+# Live-server request threads must not keep persistent connections open past the test run.
+DATABASES["default"]["CONN_MAX_AGE"] = 0

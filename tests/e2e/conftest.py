@@ -22,8 +22,11 @@ def _require(available: bool, what: str) -> None:
 
 @pytest.fixture
 def browser(monkeypatch):
-    """A headless chromium for one test. Playwright's sync API runs an event loop on the test thread while
-    it is open, so Django must be told that ORM calls from this thread are safe until it closes."""
+    """A headless chromium for one test.
+
+    Playwright's sync API runs an event loop on the test thread while it is open: Django would refuse ORM
+    calls, and a connection opened then is never closed. Tests therefore read what they need from the
+    database in fixtures requested before this one, and keep the ORM out of the test body."""
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     _require(Path(CHROMIUM).exists() or bool(shutil.which("chromium")), "Debian's chromium")
     _require(importlib.util.find_spec("playwright") is not None, "playwright")

@@ -13,7 +13,8 @@ PASSWORD = "browser-pass-2026"
 
 @pytest.fixture
 def seeded(transactional_db):
-    return demo.seed_demo(password=PASSWORD).trial
+    trial = demo.seed_demo(password=PASSWORD).trial
+    return {"site_pk": trial.sites.get(code="S01").pk}
 
 
 def test_coordinator_logs_in_and_reviews_the_demo_trial(seeded, live_server, page, screenshot):
@@ -39,15 +40,14 @@ def test_coordinator_logs_in_and_reviews_the_demo_trial(seeded, live_server, pag
     assert "291" in page.inner_text("#changelist-form .paginator") or page.locator("#result_list").count() == 1
     screenshot("admin-participants")
 
-    site = seeded.sites.get(code="S01")
-    page.goto(f"{live_server.url}/admin/trials/site/{site.pk}/change/")
+    page.goto(f"{live_server.url}/admin/trials/site/{seeded['site_pk']}/change/")
     page.fill("#id_principal_investigator", "Dr A. Patel-Smith")
     page.click("input[name=_save]")
     assert page.locator(".errorlist").first.inner_text().startswith("Give a reason")
     page.fill("#id_change_reason", "PI name change after marriage")
     page.click("input[name=_save]")
     page.wait_for_selector("text=was changed successfully")
-    page.goto(f"{live_server.url}/admin/trials/site/{site.pk}/history/")
+    page.goto(f"{live_server.url}/admin/trials/site/{seeded['site_pk']}/history/")
     assert "PI name change after marriage" in page.inner_text("#audit-trail")
     screenshot("admin-site-history")
     assert page.console_errors == []
