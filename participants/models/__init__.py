@@ -1,4 +1,5 @@
 from participants.models.adverse_event import AdverseEvent
+from participants.models.data_management import DataQuery, RecordLock, Signature, SourceVerification
 from participants.models.deviation import ProtocolDeviation
 from participants.models.dosing import DoseAdministration
 from participants.models.participant import EligibilityAnswer, Participant
@@ -6,6 +7,10 @@ from participants.models.randomization import AllocationList, AllocationSlot, Ra
 from participants.models.visit import OutcomeMeasurement, Visit
 
 __all__ = [
+    "DataQuery",
+    "RecordLock",
+    "Signature",
+    "SourceVerification",
     "AdverseEvent",
     "AllocationList",
     "AllocationSlot",
