@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from participants import views_data_management
 from participants.urls import allocation_urlpatterns
 from trials import views as trial_views
 
@@ -15,6 +16,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("trials/<str:code>/", trial_views.trial_home, name="trial_home"),
     path("trials/<str:code>/participants/", include("participants.urls")),
+    path("trials/<str:code>/lock/", views_data_management.trial_lock_view, name="trial_lock"),
     path("trials/<str:code>/randomization/", include((allocation_urlpatterns, "allocation"), namespace="allocation")),
     path("admin/", admin.site.urls),
 ]

@@ -9,12 +9,16 @@ from django.contrib import admin
 
 from participants.models import (
     AdverseEvent,
+    DataQuery,
     DoseAdministration,
     EligibilityAnswer,
     OutcomeMeasurement,
     Participant,
     ProtocolDeviation,
     Randomization,
+    RecordLock,
+    Signature,
+    SourceVerification,
     UnblindingEvent,
     Visit,
 )
@@ -190,3 +194,39 @@ class UnblindingEventAdmin(ClinicalDataAdmin):
     search_fields = ["participant__screening_number", "requested_by__username"]
     list_select_related = ["participant", "requested_by"]
     fields = ["trial", "participant", "requested_by", "created_at", "reason"]
+
+
+@admin.register(DataQuery)
+class DataQueryAdmin(ClinicalDataAdmin):
+    list_display = ["participant", "field_name", "status", "raised_by", "raised_at", "answered_at", "closed_at"]
+    list_filter = ["participant__trial", "status"]
+    search_fields = ["participant__screening_number", "message", "answer"]
+    list_select_related = ["participant", "raised_by"]
+
+
+@admin.register(SourceVerification)
+class SourceVerificationAdmin(ClinicalDataAdmin):
+    trial_path = "visit__participant__trial"
+    site_path = "visit__participant__site"
+    list_display = ["visit", "verified_by", "verified_at"]
+    list_filter = ["visit__participant__trial"]
+    search_fields = ["visit__participant__screening_number"]
+    list_select_related = ["visit__participant", "visit__visit_definition", "verified_by"]
+
+
+@admin.register(Signature)
+class SignatureAdmin(ClinicalDataAdmin):
+    list_display = ["participant", "signer_name", "signed_at", "meaning", "invalidated_at"]
+    list_filter = ["participant__trial", "meaning"]
+    search_fields = ["participant__screening_number", "signer_name"]
+    list_select_related = ["participant"]
+
+
+@admin.register(RecordLock)
+class RecordLockAdmin(ClinicalDataAdmin):
+    trial_path = "trial"
+    site_path = None
+    list_display = ["trial", "participant", "locked_by", "locked_at", "reason", "unlocked_at"]
+    list_filter = ["trial"]
+    search_fields = ["participant__screening_number", "reason"]
+    list_select_related = ["trial", "participant", "locked_by"]

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 from django.db.models import QuerySet
 from django.http import Http404
 
-from participants.models import Participant
-from trials.models import Trial
+from participants.models import AdverseEvent, DataQuery, Participant, Visit
+from trials.models import Trial, VisitDefinition
 from trials.policies.access import Capability, can
 from trials.policies.sites import ALL_SITES, visible_site_ids
 
@@ -55,3 +58,105 @@ def participant_get(*, trial: Trial, user, participant_id: int) -> Participant:
     if participant is None:
         raise Http404("No such participant")
     return participant
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    definition: VisitDefinition
+    visit: Visit | None
+    status: str  # done, done (out of window), missed, due, overdue, upcoming, not scheduled
+    target: dt.date | None
+    window_start: dt.date | None
+    window_end: dt.date | None
+
+
+def visit_schedule(participant: Participant, *, today: dt.date, definitions=None, visits=None) -> list[ScheduleRow]:
+    """The protocol's visits for one participant: what was done and what is due, overdue or upcoming."""
+    from participants.services.visits import window
+
+    definitions = (
+        definitions if definitions is not None else list(participant.trial.visit_definitions.order_by("order"))
+    )
+    visits = visits if visits is not None else {v.visit_definition_id: v for v in participant.visits.all()}
+    day0 = _day0(participant, definitions, visits)
+    active = participant.status == Participant.Status.RANDOMIZED
+    rows = []
+    for definition in definitions:
+        visit = visits.get(definition.pk)
+        target = first = last = None
+        if day0 is not None:
+            target, first, last = window(definition, day0)
+        if visit is not None:
+            status = (
+                "missed"
+                if visit.status == Visit.Status.MISSED
+                else ("done" if visit.in_window is not False else "done (out of window)")
+            )
+        elif day0 is None or not active or definition.target_day < 0:
+            status = "not scheduled"
+        elif today > last:
+            status = "overdue"
+        elif today >= first:
+            status = "due"
+        else:
+            status = "upcoming"
+        rows.append(ScheduleRow(definition, visit, status, target, first, last))
+    return rows
+
+
+def _day0(participant, definitions, visits) -> dt.date | None:
+    baseline = next((d for d in definitions if d.is_baseline), None)
+    if baseline is not None and baseline.pk in visits and visits[baseline.pk].visit_date:
+        return visits[baseline.pk].visit_date
+    randomization = getattr(participant, "randomization", None)
+    return randomization.randomized_at.date() if randomization else None
+
+
+def visits_needing_attention(*, trial: Trial, user, today: dt.date, horizon_days: int = 7):
+    """(due within ``horizon_days``, overdue) schedule rows for active participants the user may see.
+
+    A fixed number of queries whatever the number of participants: participants, visits and definitions
+    are fetched once each.
+    """
+    definitions = list(trial.visit_definitions.order_by("order"))
+    participants = list(
+        participants_visible(trial=trial, user=user)
+        .filter(status=Participant.Status.RANDOMIZED)
+        .select_related("site", "randomization", "trial")
+    )
+    visits_by_participant: dict[int, dict[int, Visit]] = {}
+    for visit in Visit.objects.filter(participant__in=participants):
+        visits_by_participant.setdefault(visit.participant_id, {})[visit.visit_definition_id] = visit
+    due, overdue = [], []
+    for participant in participants:
+        for row in visit_schedule(
+            participant, today=today, definitions=definitions, visits=visits_by_participant.get(participant.pk, {})
+        ):
+            if row.status == "overdue":
+                overdue.append((participant, row))
+            elif row.status in ("due", "upcoming") and row.window_start <= today + dt.timedelta(days=horizon_days):
+                due.append((participant, row))
+    return due, overdue
+
+
+def open_queries_visible(*, trial: Trial, user):
+    return (
+        DataQuery.objects.filter(participant__in=participants_visible(trial=trial, user=user))
+        .exclude(status=DataQuery.Status.CLOSED)
+        .select_related("participant", "raised_by")
+        .order_by("raised_at")
+    )
+
+
+def serious_events_with_running_clocks(*, trial: Trial, user):
+    """SAEs whose sponsor report is still due, and SUSARs not yet reported to the regulators."""
+    events = (
+        AdverseEvent.objects.filter(participant__in=participants_visible(trial=trial, user=user), serious=True)
+        .select_related("participant")
+        .order_by("site_aware_at")
+    )
+    return [
+        event
+        for event in events
+        if event.sponsor_notified_at is None or (event.is_susar and event.regulator_reported_at is None)
+    ]

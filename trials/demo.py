@@ -167,6 +167,7 @@ def seed_demo(*, seed: int = DEFAULT_SEED, password: str | None = None) -> SeedR
             statistician = get_user_model().objects.get(username="demo-unblinded-stat")
             allocation_list_generate(trial=trial, user=statistician)
             _create_clinical_data(trial, np.random.default_rng(seed))
+            _create_data_management(trial)
     counts = {
         "sites": trial.sites.count(),
         "arms": trial.arms.count(),
@@ -689,6 +690,67 @@ def _create_clinical_data(trial: Trial, rng: np.random.Generator) -> None:  # no
         )
 
 
+def _create_data_management(trial: Trial) -> None:
+    """A monitor's queries and source verification, investigator signatures and a locked casebook at the first
+    site, so that every data-management page has something to show."""
+    from participants.models import DataQuery, RecordLock, Signature, SourceVerification
+    from participants.services.sdv import visit_content_hash
+    from participants.services.signatures import casebook_hash
+
+    user_model = get_user_model()
+    monitor, investigator, manager = (
+        user_model.objects.get(username=name) for name in ("demo-monitor", "demo-site", "demo-datamanager")
+    )
+    completed = list(
+        Participant.objects.filter(trial=trial, site__code="S01", status="completed").order_by("screening_number")[:6]
+    )
+    for participant in completed[:4]:
+        for visit in participant.visits.filter(status="completed").order_by("visit_definition__order")[:3]:
+            SourceVerification.objects.create(visit=visit, verified_by=monitor, content_hash=visit_content_hash(visit))
+    for participant in completed[:3]:
+        Signature.objects.create(
+            participant=participant,
+            signer=investigator,
+            signer_name=investigator.get_full_name(),
+            meaning=Signature.Meaning.APPROVAL,
+            content_hash=casebook_hash(participant),
+        )
+    week12 = Visit.objects.filter(participant=completed[4], visit_definition__code="W12").first()
+    measurement = week12.measurements.filter(endpoint__code="WOMACP").first() if week12 else None
+    if measurement is not None:
+        DataQuery.objects.create(
+            participant=completed[4],
+            target_model="participants.outcomemeasurement",
+            target_id=measurement.pk,
+            field_name="value",
+            raised_by=monitor,
+            message="WOMAC pain differs from the paper questionnaire total; please check.",
+        )
+    baseline = Visit.objects.filter(participant=completed[5], visit_definition__code="BL").first()
+    if baseline is not None:
+        DataQuery.objects.create(
+            participant=completed[5],
+            target_model="participants.visit",
+            target_id=baseline.pk,
+            field_name="visit_date",
+            raised_by=monitor,
+            message="Baseline date differs from the clinic note.",
+            status=DataQuery.Status.CLOSED,
+            answer="Clinic note was dated the next day; eCRF date is correct.",
+            answered_by=investigator,
+            answered_at=baseline.visit_date and _aware(baseline.visit_date, 14),
+            closed_by=monitor,
+            closed_at=_aware(baseline.visit_date, 16),
+        )
+    RecordLock.objects.create(
+        trial=trial, participant=completed[3], locked_by=manager, reason="Casebook complete, verified and signed"
+    )
+
+
+def _aware(day: dt.date, hour: int) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, 0), tzinfo=dt.UTC)
+
+
 def _record_emergency_unblinding(trial: Trial, adverse_events: list[AdverseEvent], site_staff) -> None:
     """The first SUSAR (else the first SAE): its investigator unblinded the participant for the treating team."""
     serious = [e for e in adverse_events if e.serious and e.grade < 5]
@@ -715,10 +777,18 @@ def _awaiting_randomization(trial, sites, criteria, per_site_counter, rng):
         per_site_counter[site.code] = per_site_counter.get(site.code, 0) + 1
         age = int(rng.integers(45, 78))
         participant = Participant(
-            trial=trial, site=site, screening_number=f"{site.code}-{per_site_counter[site.code]:04d}",
-            screened_on=screened_on, sex="F" if index % 2 == 0 else "M", birth_year=screened_on.year - age,
-            age_at_screening=age, consent_date=screened_on, consent_version="2.1",
-            status=Participant.Status.ELIGIBLE, strata={"basepain": ">60" if index % 2 else "<=60"})
+            trial=trial,
+            site=site,
+            screening_number=f"{site.code}-{per_site_counter[site.code]:04d}",
+            screened_on=screened_on,
+            sex="F" if index % 2 == 0 else "M",
+            birth_year=screened_on.year - age,
+            age_at_screening=age,
+            consent_date=screened_on,
+            consent_version="2.1",
+            status=Participant.Status.ELIGIBLE,
+            strata={"basepain": ">60" if index % 2 else "<=60"},
+        )
         waiting.append((participant, {"failed": None}))
     return waiting
 
@@ -837,6 +907,8 @@ def _ae(
         hours=int(rng.integers(0, 48))
     )
     notified = site_aware_at + dt.timedelta(hours=int(rng.integers(2, 30))) if criteria else None
+    related_unexpected = bool(criteria) and causality in AdverseEvent.RELATED and not expected
+    regulator = site_aware_at + dt.timedelta(days=6) if related_unexpected else None
     return AdverseEvent(
         participant=participant,
         term=term,
@@ -851,6 +923,7 @@ def _ae(
         outcome=outcome,
         site_aware_at=site_aware_at,
         sponsor_notified_at=notified,
+        regulator_reported_at=regulator,
         **dict.fromkeys(criteria, True),
     )
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.utils import timezone
 
 from trials.policies.access import ROLE_CAPABILITIES, Capability, membership, trials_for
 from trials.policies.blinding import sees_allocation
@@ -26,6 +27,9 @@ def trial_home(request, code: str):
         request,
         "trials/trial_home.html",
         {
+            **_work_lists(request.user, trial, capabilities),
+            "can_enroll": Capability.ENROLL in capabilities,
+            "can_lock": Capability.LOCK_DATA in capabilities,
             "trial": trial,
             "member": member,
             "sites": sites,
@@ -35,3 +39,27 @@ def trial_home(request, code: str):
             "unblinded": sees_allocation(request.user, trial),
         },
     )
+
+
+def _work_lists(user, trial, capabilities) -> dict:
+    """Visits due and overdue, open queries and running SAE clocks, for roles that see participants."""
+    if Capability.VIEW_PARTICIPANTS not in capabilities:
+        return {}
+    from participants.selectors import (
+        open_queries_visible,
+        serious_events_with_running_clocks,
+        visits_needing_attention,
+    )
+    from participants.services.adverse_events import reporting_clocks
+
+    now = timezone.now()
+    due, overdue = visits_needing_attention(trial=trial, user=user, today=timezone.localdate())
+    return {
+        "visits_due": due,
+        "visits_overdue": overdue,
+        "open_queries": list(open_queries_visible(trial=trial, user=user)[:50]),
+        "sae_clocks": [
+            (event, [clock.label(now) for clock in reporting_clocks(event) if clock.is_running])
+            for event in serious_events_with_running_clocks(trial=trial, user=user)
+        ],
+    }

@@ -7,19 +7,19 @@ from participants.models.randomization import AllocationList, AllocationSlot, Ra
 from participants.models.visit import OutcomeMeasurement, Visit
 
 __all__ = [
-    "DataQuery",
-    "RecordLock",
-    "Signature",
-    "SourceVerification",
     "AdverseEvent",
     "AllocationList",
     "AllocationSlot",
+    "DataQuery",
     "DoseAdministration",
     "EligibilityAnswer",
     "OutcomeMeasurement",
     "Participant",
     "ProtocolDeviation",
     "Randomization",
+    "RecordLock",
+    "Signature",
+    "SourceVerification",
     "UnblindingEvent",
     "Visit",
 ]

@@ -72,6 +72,9 @@ class AdverseEvent(VersionedModel):
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     site_aware_at = models.DateTimeField(help_text="When the site first learned of the event (starts SAE clocks).")
     sponsor_notified_at = models.DateTimeField(null=True, blank=True)
+    regulator_reported_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the SUSAR was reported to the regulators (stops the 7/15-day clock)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

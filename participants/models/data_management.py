@@ -19,7 +19,9 @@ class DataQuery(models.Model):
         CLOSED = "closed", "Closed"
 
     participant = models.ForeignKey("participants.Participant", on_delete=models.PROTECT, related_name="queries")
-    target_model = models.CharField(max_length=60, help_text="Model label of the queried record, e.g. participants.visit.")
+    target_model = models.CharField(
+        max_length=60, help_text="Model label of the queried record, e.g. participants.visit."
+    )
     target_id = models.PositiveBigIntegerField()
     field_name = models.CharField(max_length=60, help_text="Field (or endpoint code) the query is about.")
     message = models.TextField()
@@ -93,11 +95,13 @@ class RecordLock(models.Model):
         ordering = ["-locked_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["trial", "participant"], condition=Q(unlocked_at__isnull=True),
+                fields=["trial", "participant"],
+                condition=Q(unlocked_at__isnull=True),
                 name="one_active_lock_per_participant",
             ),
             models.UniqueConstraint(
-                fields=["trial"], condition=Q(unlocked_at__isnull=True, participant__isnull=True),
+                fields=["trial"],
+                condition=Q(unlocked_at__isnull=True, participant__isnull=True),
                 name="one_active_trial_lock",
             ),
             models.CheckConstraint(

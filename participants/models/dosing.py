@@ -39,5 +39,11 @@ class DoseAdministration(VersionedModel):
         ]
         triggers = require_reason_triggers()
 
+    @property
+    def route_label(self) -> str:
+        from trials.models import Arm
+
+        return dict(Arm.Route.choices).get(self.route, self.route)
+
     def __str__(self) -> str:
         return f"{self.participant} {self.administered_at:%Y-%m-%d}"

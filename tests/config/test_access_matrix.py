@@ -41,6 +41,17 @@ PARTICIPANT_READERS = {
     Role.UNBLINDED_STATISTICIAN,
 }
 MEMBERS = set(ROLES) - {"anonymous"}
+# Actions that change data accept POST only; a GET is refused before any permission check.
+POST_ONLY = {
+    "visit_missed",
+    "adverse_event_notify",
+    "query_raise",
+    "query_answer",
+    "query_close",
+    "query_reopen",
+    "verify",
+    "lock",
+}
 
 
 def walk(patterns, prefix=""):
@@ -56,14 +67,24 @@ ROUTES = sorted(set(walk(get_resolver().url_patterns)), key=lambda item: item[1]
 
 @cache
 def demo_objects():
+    """A participant at the first site, not emergency-unblinded, on an active arm (so that a leak of the dose
+    would show), with adverse events and visits."""
     participant = (
-        Participant.objects.filter(site__code="S01", randomization__isnull=False)
+        Participant.objects.filter(
+            site__code="S01", randomization__isnull=False, doses__particles_given__gt=0, adverse_events__isnull=False
+        )
         .exclude(pk__in=UnblindingEvent.objects.values("participant_id"))
         .order_by("pk")
         .first()
     )
-    active_dose = DoseAdministration.objects.filter(particles_given__gt=0).order_by("pk").first()
-    return {"participant": participant.pk, "dose": active_dose.pk}
+    visit = participant.visits.filter(status="completed").order_by("pk").first()
+    return {
+        "participant": participant.pk,
+        "dose": participant.doses.order_by("pk").first().pk,
+        "event": participant.adverse_events.order_by("pk").first().pk,
+        "visit": visit.pk,
+        "definition": visit.visit_definition_id,
+    }
 
 
 def object_id_for(route: str) -> str:
@@ -91,7 +112,15 @@ def concrete_urls(route: str) -> list[str]:
         return [f"/admin/{label}/" for label in labels]
     if route == "admin/(?P<url>.*)$":
         return ["/admin/no-such-page/"]
-    url = route.replace("<str:code>", "EXO-OA-201").replace("<int:participant_id>", str(demo_objects()["participant"]))
+    objects = demo_objects()
+    url = (
+        route.replace("<str:code>", "EXO-OA-201")
+        .replace("<int:participant_id>", str(objects["participant"]))
+        .replace("<int:definition_id>", str(objects["definition"]))
+        .replace("<int:event_id>", str(objects["event"]))
+        .replace("<int:visit_id>", str(objects["visit"]))
+        .replace("<int:query_id>", "1")
+    )
     if "<path:content_type_id>" in url:
         url = url.replace("<path:content_type_id>", "1").replace("<path:object_id>", "1")
     if "<path:object_id>" in url or "<id>" in url:
@@ -148,8 +177,19 @@ def page_expectation(role, name: str | None, route: str) -> int:
         return 405
     if role == "anonymous":
         return 302
+    if name in POST_ONLY:
+        return 405
     rules = {
         "home": MEMBERS,
+        "screen": {Role.SITE_STAFF},
+        "eligibility": {Role.SITE_STAFF},
+        "visit": PARTICIPANT_READERS,
+        "adverse_event_new": PARTICIPANT_READERS,
+        "adverse_event": PARTICIPANT_READERS,
+        "dose_new": {Role.SITE_STAFF},
+        "history": PARTICIPANT_READERS,
+        "sign": {Role.SITE_STAFF},
+        "trial_lock": {Role.DATA_MANAGER},
         "trial_home": MEMBERS,
         "list": PARTICIPANT_READERS,
         "detail": PARTICIPANT_READERS,

@@ -54,8 +54,11 @@ def test_randomizing_an_ineligible_participant_shows_why(client, demo_trial):
 
 
 def test_emergency_unblinding_flow(client, demo_trial, django_capture_on_commit_callbacks):
-    participant = (Participant.objects.filter(trial=demo_trial, site__code="S01", randomization__isnull=False)
-                   .exclude(unblinding_events__isnull=False).first())
+    participant = (
+        Participant.objects.filter(trial=demo_trial, site__code="S01", randomization__isnull=False)
+        .exclude(unblinding_events__isnull=False)
+        .first()
+    )
     arm = participant.randomization.arm
     login(client, "demo-site")
     assert arm.name not in client.get(f"{BASE}/participants/{participant.pk}/").content.decode()
@@ -63,9 +66,11 @@ def test_emergency_unblinding_flow(client, demo_trial, django_capture_on_commit_
     assert refused.status_code == 200
     assert "at least 10 characters" in refused.content.decode()
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"{BASE}/participants/{participant.pk}/unblind/",
-                               {"reason": "Severe allergic reaction, ICU asks what was injected", "confirm": "on"},
-                               follow=True)
+        response = client.post(
+            f"{BASE}/participants/{participant.pk}/unblind/",
+            {"reason": "Severe allergic reaction, ICU asks what was injected", "confirm": "on"},
+            follow=True,
+        )
     assert arm.name in response.content.decode()
     assert UnblindingEvent.objects.filter(participant=participant).count() == 1
     assert [m.to for m in mail.outbox] == [["demo-coordinator@example.org"]]
@@ -77,7 +82,7 @@ def test_emergency_unblinding_flow(client, demo_trial, django_capture_on_commit_
 def test_balance_report_counts_every_randomization(client, demo_trial):
     body = login(client, "demo-unblinded-stat").get(f"{BASE}/randomization/balance/").content.decode()
     assert "All strata" in body
-    assert "<td class=\"num\">240</td>" in body
+    assert '<td class="num">240</td>' in body
 
 
 def test_allocation_page_shows_the_checksum_but_no_assignment(client, demo_trial):
@@ -99,4 +104,4 @@ def test_simulation_page_runs_a_seeded_simulation(client, demo_trial):
 
 
 def results_section(body: str) -> str:
-    return body[body.index("<h2>Results"):]
+    return body[body.index("<h2>Results") :]

@@ -28,8 +28,9 @@ class Command(BaseCommand):
         if trial is None:
             raise CommandError(f"No trial {protocol_code!r}.")
         try:
-            membership = membership_grant(trial=trial, user=user, role=role, site_codes=site, granted_by=None,
-                                          reason=reason)
+            membership = membership_grant(
+                trial=trial, user=user, role=role, site_codes=site, granted_by=None, reason=reason
+            )
         except ApplicationError as error:
             raise CommandError(error.message) from error
         if staff and not user.is_staff:

@@ -1,0 +1,245 @@
+"""Visits and their outcome measurements, validated against the protocol's endpoint definitions.
+
+A visit outside its window is accepted (the data are real) but flagged: ``in_window`` is false and an
+automatic protocol deviation is raised, as the protocol asks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from audit.context import INITIAL_ENTRY, audit_context
+from participants.exceptions import DataValidationError, NotEligibleError
+from participants.models import OutcomeMeasurement, Participant, ProtocolDeviation, Visit
+from participants.services.editing import require_reason, versioned_update
+from participants.services.locking import ensure_editable
+from participants.services.signatures import signatures_invalidate
+from trials.models import Endpoint, VisitDefinition
+from trials.policies.access import Capability, require
+from trials.policies.sites import can_see_site
+
+
+@dataclass(frozen=True)
+class MeasurementInput:
+    """One endpoint's entry on a visit form: a value, an event flag (time-to-event) or why it was not done."""
+
+    value: float | None = None
+    event: bool | None = None
+    not_done_reason: str = ""
+
+
+def field_name(endpoint: Endpoint) -> str:
+    """The form/error key of an endpoint's value: errors are reported per endpoint, next to its field."""
+    return f"endpoint_{endpoint.code}"
+
+
+def baseline_date(participant: Participant) -> dt.date | None:
+    """Day 0: the baseline visit's date, else the randomization date."""
+    baseline = participant.visits.filter(visit_definition__is_baseline=True, visit_date__isnull=False).first()
+    if baseline is not None:
+        return baseline.visit_date
+    randomization = getattr(participant, "randomization", None)
+    return randomization.randomized_at.date() if randomization else None
+
+
+def window(definition: VisitDefinition, day0: dt.date) -> tuple[dt.date, dt.date, dt.date]:
+    """Target date and the first and last dates of the visit window."""
+    target = day0 + dt.timedelta(days=definition.target_day)
+    return (
+        target,
+        target - dt.timedelta(days=definition.window_before_days),
+        target + dt.timedelta(days=definition.window_after_days),
+    )
+
+
+def _check_can_enter(participant: Participant, user) -> None:
+    require(user, participant.trial, Capability.ENTER_DATA)
+    if not can_see_site(user, participant.trial, participant.site_id):
+        raise NotEligibleError(f"{participant} is not at one of your sites.")
+    ensure_editable(participant)
+
+
+def _validate(participant, definition, visit_date, measurements) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    today = timezone.localdate()
+    if visit_date is None:
+        errors["visit_date"] = "Enter the date of the visit."
+    elif visit_date > today:
+        errors["visit_date"] = f"The visit date {visit_date.isoformat()} is in the future."
+    elif visit_date < participant.screened_on:
+        errors["visit_date"] = f"The visit date is before screening ({participant.screened_on.isoformat()})."
+    scheduled = {e.pk: e for e in definition.endpoints.all()}
+    for endpoint_id, entry in measurements.items():
+        endpoint = scheduled.get(endpoint_id)
+        if endpoint is None:
+            errors["__all__"] = "A value was entered for an endpoint that is not measured at this visit."
+            continue
+        key = field_name(endpoint)
+        if entry.value is None:
+            if not entry.not_done_reason.strip():
+                errors[key] = "Enter a value, or say why it was not done."
+            continue
+        problem = endpoint.range_error(entry.value)
+        if problem:
+            errors[key] = problem
+        elif endpoint.kind == Endpoint.Kind.TIME_TO_EVENT and entry.event is None:
+            errors[key] = "Say whether the event happened (else the time is censored)."
+    missing = [e for e in scheduled.values() if e.pk not in measurements]
+    for endpoint in missing:
+        errors[field_name(endpoint)] = "Enter a value, or say why it was not done."
+    return errors
+
+
+def _window_deviation(participant, visit, definition, day0, user) -> ProtocolDeviation | None:
+    _target, first, last = window(definition, day0)
+    return ProtocolDeviation(
+        participant=participant,
+        visit=visit,
+        category=ProtocolDeviation.Category.VISIT_WINDOW,
+        severity=ProtocolDeviation.Severity.MINOR,
+        occurred_on=visit.visit_date,
+        detected_on=timezone.localdate(),
+        is_automatic=True,
+        description=f"{definition.name} on {visit.visit_date.isoformat()} (study day {visit.study_day}), "
+        f"outside its window {first.isoformat()} – {last.isoformat()}",
+    )
+
+
+def visit_record(
+    *,
+    participant: Participant,
+    definition: VisitDefinition,
+    user,
+    visit_date: dt.date | None,
+    measurements: dict[int, MeasurementInput],
+) -> Visit:
+    """Record a completed visit with every endpoint scheduled at it, all or nothing.
+
+    Raises DataValidationError with one message per offending field; nothing is saved then.
+    """
+    _check_can_enter(participant, user)
+    if definition.trial_id != participant.trial_id:
+        raise DataValidationError("That visit is not in this trial's schedule.", errors={"__all__": "Wrong trial."})
+    if participant.visits.filter(visit_definition=definition).exists():
+        raise DataValidationError(
+            f"{definition.name} is already recorded; edit it instead.",
+            errors={"__all__": f"{definition.name} is already recorded."},
+        )
+    day0 = baseline_date(participant)
+    if day0 is None and not definition.is_baseline and definition.target_day >= 0:
+        raise NotEligibleError(f"{participant} has no baseline yet: randomize and record the baseline visit first.")
+    errors = _validate(participant, definition, visit_date, measurements)
+    if errors:
+        raise DataValidationError("The visit was not saved: correct the fields marked.", errors=errors)
+    day0 = day0 or visit_date
+    study_day = (visit_date - day0).days
+    with transaction.atomic(), audit_context(reason=INITIAL_ENTRY, user=user):
+        visit = Visit.objects.create(
+            participant=participant,
+            visit_definition=definition,
+            visit_date=visit_date,
+            study_day=study_day,
+            in_window=definition.is_day_in_window(study_day),
+        )
+        endpoints = {e.pk: e for e in definition.endpoints.all()}
+        OutcomeMeasurement.objects.bulk_create(
+            OutcomeMeasurement(
+                visit=visit,
+                endpoint=endpoints[endpoint_id],
+                value=entry.value,
+                event_occurred=entry.event,
+                unit=endpoints[endpoint_id].unit,
+                measured_on=visit_date,
+                not_done_reason="" if entry.value is not None else entry.not_done_reason.strip(),
+            )
+            for endpoint_id, entry in measurements.items()
+        )
+        if not visit.in_window:
+            _window_deviation(participant, visit, definition, day0, user).save()
+    return visit
+
+
+def visit_update(
+    *,
+    visit: Visit,
+    user,
+    expected_version: int,
+    visit_date: dt.date | None,
+    measurements: dict[int, MeasurementInput],
+    reason: str,
+) -> Visit:
+    """Change a saved visit's date or values: needs a reason, an unlocked casebook and the version you read.
+
+    The visit's version covers its measurements too: any change of a value bumps it, so two people editing
+    the same visit form cannot overwrite each other.
+    """
+    participant = visit.participant
+    _check_can_enter(participant, user)
+    definition = visit.visit_definition
+    errors = _validate(participant, definition, visit_date, measurements)
+    if errors:
+        raise DataValidationError("Your changes were not saved: correct the fields marked.", errors=errors)
+    reason = require_reason(reason)
+    day0 = baseline_date(participant) or visit_date
+    study_day = (visit_date - day0).days
+    with transaction.atomic(), audit_context(reason=reason, user=user):
+        visit = versioned_update(
+            instance=visit,
+            expected_version=expected_version,
+            user=user,
+            reason=reason,
+            changes={
+                "visit_date": visit_date,
+                "study_day": study_day,
+                "in_window": definition.is_day_in_window(study_day),
+            },
+        )
+        changed = _update_measurements(visit, measurements)
+        if changed and visit.version == expected_version:  # values changed but not the visit row itself
+            Visit.objects.filter(pk=visit.pk).update(version=F("version") + 1)
+        if not visit.in_window and not visit.deviations.filter(is_automatic=True).exists():
+            _window_deviation(participant, visit, definition, day0, user).save()
+        signatures_invalidate(participant=participant, reason=f"visit {definition.name} changed: {reason}")
+    visit.refresh_from_db()
+    return visit
+
+
+def _update_measurements(visit: Visit, measurements: dict[int, MeasurementInput]) -> int:
+    changed = 0
+    existing = {m.endpoint_id: m for m in visit.measurements.select_related("endpoint")}
+    for endpoint_id, entry in measurements.items():
+        measurement = existing.get(endpoint_id)
+        new = {
+            "value": entry.value,
+            "event_occurred": entry.event,
+            "measured_on": visit.visit_date,
+            "not_done_reason": "" if entry.value is not None else entry.not_done_reason.strip(),
+        }
+        if measurement is None:
+            endpoint = Endpoint.objects.get(pk=endpoint_id)
+            OutcomeMeasurement.objects.create(visit=visit, endpoint=endpoint, unit=endpoint.unit, **new)
+            changed += 1
+        elif any(getattr(measurement, name) != value for name, value in new.items()):
+            OutcomeMeasurement.objects.filter(pk=measurement.pk).update(**new, version=F("version") + 1)
+            changed += 1
+    return changed
+
+
+def visit_mark_missed(*, participant: Participant, definition: VisitDefinition, user, reason: str) -> Visit:
+    _check_can_enter(participant, user)
+    reason = (reason or "").strip()
+    if not reason:
+        raise DataValidationError("Say why the visit was missed.", errors={"missed_reason": "Give a reason."})
+    if participant.visits.filter(visit_definition=definition).exists():
+        raise DataValidationError(
+            f"{definition.name} is already recorded.", errors={"__all__": f"{definition.name} is already recorded."}
+        )
+    with transaction.atomic(), audit_context(reason=INITIAL_ENTRY, user=user):
+        return Visit.objects.create(
+            participant=participant, visit_definition=definition, status=Visit.Status.MISSED, missed_reason=reason
+        )
