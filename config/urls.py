@@ -17,6 +17,7 @@ urlpatterns = [
     path("trials/<str:code>/", trial_views.trial_home, name="trial_home"),
     path("trials/<str:code>/participants/", include("participants.urls")),
     path("trials/<str:code>/lock/", views_data_management.trial_lock_view, name="trial_lock"),
+    path("trials/<str:code>/analyses/", include("analysis.urls")),
     path("trials/<str:code>/randomization/", include((allocation_urlpatterns, "allocation"), namespace="allocation")),
     path("admin/", admin.site.urls),
 ]

@@ -1,6 +1,16 @@
 from __future__ import annotations
 
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
 import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
 
 from trials import demo
 
@@ -37,3 +47,85 @@ def coordinator(demo_trial):
 def coordinator_client(client, coordinator):
     client.force_login(coordinator)
     return client
+
+
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+def _test_database_url() -> str:
+    db = connection.settings_dict
+    host = quote(db["HOST"], safe="") if db["HOST"].startswith("/") else db["HOST"]
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    return f"postgres://{quote(db['USER'], safe='')}{password}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": _test_database_url()}
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "1",
+            "--pool",
+            "prefork",
+            "--hostname",
+            f"test-worker-{os.getpid()}@%h",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        log.close()
+        print((tmp_path / "worker.log").read_text()[-3000:])
+
+
+INTERIM_CUTOFF = dt.date(2025, 11, 15)
+FINAL_CUTOFF = dt.date(2026, 11, 1)
+
+
+@pytest.fixture(scope="session")
+def demo_runs(demo_seed, django_db_blocker):
+    """An interim (look 1) and the final analysis of the demo trial, executed in-process once per session."""
+    from analysis.services import analysis_run_execute, analysis_run_request
+
+    with django_db_blocker.unblock():
+        trial = demo_seed.trial
+        statistician = get_user_model().objects.get(username="demo-unblinded-stat")
+        interim = analysis_run_request(trial=trial, user=statistician, kind="interim", cutoff=INTERIM_CUTOFF)
+        interim = analysis_run_execute(run_id=interim.pk)
+        final = analysis_run_request(trial=trial, user=statistician, kind="final", cutoff=FINAL_CUTOFF)
+        final = analysis_run_execute(run_id=final.pk)
+        return {"interim": interim.pk, "final": final.pk}
+
+
+@pytest.fixture
+def interim_run(demo_runs, db):
+    from analysis.models import AnalysisRun
+
+    return AnalysisRun.objects.get(pk=demo_runs["interim"])
+
+
+@pytest.fixture
+def final_run(demo_runs, db):
+    from analysis.models import AnalysisRun
+
+    return AnalysisRun.objects.get(pk=demo_runs["final"])

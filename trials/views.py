@@ -30,6 +30,7 @@ def trial_home(request, code: str):
             **_work_lists(request.user, trial, capabilities),
             "can_enroll": Capability.ENROLL in capabilities,
             "can_lock": Capability.LOCK_DATA in capabilities,
+            "can_view_reports": Capability.VIEW_REPORTS_OPEN in capabilities,
             "trial": trial,
             "member": member,
             "sites": sites,

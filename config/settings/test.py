@@ -15,3 +15,4 @@ STORAGES = {
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker(VAR_DIR / "celery-broker-test")
 # Live-server request threads must not keep persistent connections open past the test run.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+ARTIFACT_ROOT = VAR_DIR / "test-artifacts"

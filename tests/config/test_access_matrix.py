@@ -41,6 +41,8 @@ PARTICIPANT_READERS = {
     Role.UNBLINDED_STATISTICIAN,
 }
 MEMBERS = set(ROLES) - {"anonymous"}
+REPORT_READERS = {Role.COORDINATOR, Role.DATA_MANAGER, Role.BLINDED_STATISTICIAN, Role.UNBLINDED_STATISTICIAN,
+                  Role.DSMB_MEMBER, Role.SPONSOR_VIEWER}
 # Actions that change data accept POST only; a GET is refused before any permission check.
 POST_ONLY = {
     "visit_missed",
@@ -78,7 +80,12 @@ def demo_objects():
         .first()
     )
     visit = participant.visits.filter(status="completed").order_by("pk").first()
+    from analysis.models import AnalysisRun
+
+    run = AnalysisRun.objects.filter(kind="interim", status="succeeded").order_by("pk").first()
     return {
+        "run": run.pk,
+        "closed_artifact": run.artifacts.get(name="closed/report.pdf").pk,
         "participant": participant.pk,
         "dose": participant.doses.order_by("pk").first().pk,
         "event": participant.adverse_events.order_by("pk").first().pk,
@@ -120,6 +127,9 @@ def concrete_urls(route: str) -> list[str]:
         .replace("<int:event_id>", str(objects["event"]))
         .replace("<int:visit_id>", str(objects["visit"]))
         .replace("<int:query_id>", "1")
+        .replace("<int:run_id>", str(objects["run"]))
+        .replace("<str:audience>", "closed")
+        .replace("<int:artifact_id>", str(objects["closed_artifact"]))
     )
     if "<path:content_type_id>" in url:
         url = url.replace("<path:content_type_id>", "1").replace("<path:object_id>", "1")
@@ -190,6 +200,9 @@ def page_expectation(role, name: str | None, route: str) -> int:
         "history": PARTICIPANT_READERS,
         "sign": {Role.SITE_STAFF},
         "trial_lock": {Role.DATA_MANAGER},
+        "runs": REPORT_READERS,
+        "run": REPORT_READERS,
+        "run_status": REPORT_READERS,
         "trial_home": MEMBERS,
         "list": PARTICIPANT_READERS,
         "detail": PARTICIPANT_READERS,
@@ -199,6 +212,10 @@ def page_expectation(role, name: str | None, route: str) -> int:
         "balance": {Role.UNBLINDED_STATISTICIAN},
         "simulate": {Role.UNBLINDED_STATISTICIAN},
     }
+    if name in ("report", "download"):  # the closed report: unblinded readers only; others are told nothing
+        if role in UNBLINDED:
+            return 200
+        return 404 if role in REPORT_READERS else 403
     if name not in rules:
         raise AssertionError(f"no access rule for URL {route!r} ({name}); add it to the matrix")
     return 200 if role in rules[name] else 403
@@ -234,7 +251,7 @@ def leaks(body: str) -> list[str]:
 
 
 @pytest.mark.parametrize("role", list(ROLES), ids=str)
-def test_every_url_for_every_role(client, demo_trial, role):
+def test_every_url_for_every_role(client, demo_trial, demo_runs, role):
     username = ROLES[role]
     if username:
         client.force_login(get_user_model().objects.get(username=username))

@@ -7,65 +7,10 @@ connects to the test database, so the test must commit (transactional_db).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from config.celery import app, worker_health
-
-BASE_DIR = Path(settings.BASE_DIR)
-WORKER_START_TIMEOUT = 90
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    host = quote(db["HOST"], safe="") if db["HOST"].startswith("/") else db["HOST"]
-    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
-    return f"postgres://{quote(db['USER'], safe='')}{password}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-@pytest.fixture
-def celery_worker_process(transactional_db, tmp_path):
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": _test_database_url()}
-    log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            "1",
-            "--pool",
-            "prefork",
-            "--hostname",
-            f"test-worker-{os.getpid()}@%h",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield worker
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        log.close()
-        print((tmp_path / "worker.log").read_text()[-3000:])
 
 
 @pytest.mark.celery_worker
@@ -76,7 +21,7 @@ def test_real_worker_runs_a_task_against_the_test_database(celery_worker_process
     # when a task is sent through the configured broker
     result = worker_health.delay()
     # then the worker runs it (it queries the database) and the result comes back through the backend
-    payload = result.get(timeout=WORKER_START_TIMEOUT)
+    payload = result.get(timeout=90)
     assert payload["pid"] != str(os.getpid())
     assert int(payload["pid"]) != celery_worker_process.pid  # a prefork child did the work
     assert payload["database_time"]

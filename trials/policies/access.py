@@ -39,7 +39,8 @@ ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
     Role.DATA_MANAGER: frozenset(
         {C.VIEW_TRIAL, C.VIEW_PARTICIPANTS, C.RAISE_QUERIES, C.LOCK_DATA, C.VIEW_REPORTS_OPEN}
     ),
-    Role.BLINDED_STATISTICIAN: frozenset({C.VIEW_TRIAL, C.VIEW_PARTICIPANTS, C.VIEW_REPORTS_OPEN, C.REQUEST_ANALYSES}),
+    # Analyses produce the closed (by-arm) report too, so only the unblinded statistician requests them (R20).
+    Role.BLINDED_STATISTICIAN: frozenset({C.VIEW_TRIAL, C.VIEW_PARTICIPANTS, C.VIEW_REPORTS_OPEN}),
     Role.UNBLINDED_STATISTICIAN: frozenset(
         {
             C.VIEW_TRIAL,

@@ -1,0 +1,65 @@
+"""Scheduled interim looks: when the primary endpoint's information reaches a planned fraction, the
+coordinator and statisticians are told (once per look) that the interim analysis can be run."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from analysis.models import AnalysisRun, LookNotification
+from audit.context import audit_context
+from participants.models import OutcomeMeasurement
+from trials.models import Role, Trial, TrialMembership
+
+NOTIFIED_ROLES = (Role.COORDINATOR, Role.UNBLINDED_STATISTICIAN, Role.BLINDED_STATISTICIAN)
+
+
+def information_fraction(trial: Trial) -> float:
+    """Participants with the primary endpoint observed at the primary visit, over the planned number."""
+    plan = trial.analysis_plan
+    observed = OutcomeMeasurement.objects.filter(
+        visit__participant__trial=trial,
+        endpoint=plan.primary_endpoint,
+        visit__visit_definition=plan.primary_visit,
+        value__isnull=False,
+        visit__visit_date__lte=timezone.localdate(),
+    ).count()
+    return observed / trial.target_enrollment
+
+
+def notify_reached_looks() -> int:
+    sent = 0
+    for trial in Trial.objects.filter(status__in=[Trial.Status.RECRUITING, Trial.Status.ACTIVE_FOLLOW_UP]):
+        plan = getattr(trial, "analysis_plan", None)
+        if plan is None:
+            continue
+        fraction = information_fraction(trial)
+        done = AnalysisRun.objects.filter(
+            trial=trial, kind=AnalysisRun.Kind.INTERIM, status=AnalysisRun.Status.SUCCEEDED
+        ).count()
+        for look_number, planned in enumerate(plan.look_fractions[:-1], start=1):
+            if look_number <= done or fraction < planned:
+                continue
+            try:
+                with transaction.atomic(), audit_context(reason="planned look reached"):
+                    LookNotification.objects.create(trial=trial, look_number=look_number, fraction=fraction)
+            except IntegrityError:
+                continue  # already notified
+            recipients = list(
+                TrialMembership.objects.filter(trial=trial, role__in=NOTIFIED_ROLES, is_active=True)
+                .exclude(user__email="")
+                .values_list("user__email", flat=True)
+            )
+            if recipients:
+                send_mail(
+                    f"[{trial.protocol_code}] Interim look {look_number} is due",
+                    f"The primary endpoint's information fraction is {fraction:.2f}, reaching planned look "
+                    f"{look_number} at {planned:.2f}. The unblinded statistician can start the interim analysis "
+                    "in ExoTrial.",
+                    settings.DEFAULT_FROM_EMAIL,
+                    recipients,
+                )
+            sent += 1
+    return sent
