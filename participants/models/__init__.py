@@ -2,6 +2,7 @@ from participants.models.adverse_event import AdverseEvent
 from participants.models.data_management import DataQuery, RecordLock, Signature, SourceVerification
 from participants.models.deviation import ProtocolDeviation
 from participants.models.dosing import DoseAdministration
+from participants.models.imports import ImportJob
 from participants.models.participant import EligibilityAnswer, Participant
 from participants.models.randomization import AllocationList, AllocationSlot, Randomization, UnblindingEvent
 from participants.models.visit import OutcomeMeasurement, Visit
@@ -13,6 +14,7 @@ __all__ = [
     "DataQuery",
     "DoseAdministration",
     "EligibilityAnswer",
+    "ImportJob",
     "OutcomeMeasurement",
     "Participant",
     "ProtocolDeviation",
