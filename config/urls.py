@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from participants import views_data_management
 from participants.urls import allocation_urlpatterns
@@ -19,5 +20,8 @@ urlpatterns = [
     path("trials/<str:code>/lock/", views_data_management.trial_lock_view, name="trial_lock"),
     path("trials/<str:code>/analyses/", include("analysis.urls")),
     path("trials/<str:code>/randomization/", include((allocation_urlpatterns, "allocation"), namespace="allocation")),
+    path("api/v1/", include("config.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
 ]

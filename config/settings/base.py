@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_results",
     "pgtrigger",
     "pghistory",
@@ -160,10 +161,42 @@ PGHISTORY_ADMIN_ALL_EVENTS = False
 PGHISTORY_CREATED_AT_FUNCTION = "NOW()"
 
 REST_FRAMEWORK = {
+    # Deny by default: every endpoint needs an authenticated user unless it says otherwise.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"auth": "10/minute"},
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ExoTrial API",
+    "DESCRIPTION": (
+        'Clinical trial data for exosome therapies. Errors are always `{"errors": [{"field", "code", '
+        '"message"}]}`. Changing saved clinical data needs a `reason` and the record\'s version (`If-Match` '
+        "header with the ETag, or `version` in the body); a stale write gets 412. Blinded users never receive "
+        "treatment assignment."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Output fields may be absent: blinded readers do not receive treatment fields at all.
+    "COMPONENT_NO_READ_ONLY_REQUIRED": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ReleaseTestResultEnum": "trials.models.product.ProductLot.TestResult",
+        "AnalysisKindEnum": "analysis.models.AnalysisRun.Kind",
+        "EndpointKindEnum": "trials.models.protocol.Endpoint.Kind",
+        "EligibilityKindEnum": "trials.models.protocol.EligibilityCriterion.Kind",
+    },
 }
 
 # Celery: a real worker process always; Redis when REDIS_URL is set, otherwise kombu's filesystem

@@ -41,8 +41,14 @@ PARTICIPANT_READERS = {
     Role.UNBLINDED_STATISTICIAN,
 }
 MEMBERS = set(ROLES) - {"anonymous"}
-REPORT_READERS = {Role.COORDINATOR, Role.DATA_MANAGER, Role.BLINDED_STATISTICIAN, Role.UNBLINDED_STATISTICIAN,
-                  Role.DSMB_MEMBER, Role.SPONSOR_VIEWER}
+REPORT_READERS = {
+    Role.COORDINATOR,
+    Role.DATA_MANAGER,
+    Role.BLINDED_STATISTICIAN,
+    Role.UNBLINDED_STATISTICIAN,
+    Role.DSMB_MEMBER,
+    Role.SPONSOR_VIEWER,
+}
 # Actions that change data accept POST only; a GET is refused before any permission check.
 POST_ONLY = {
     "visit_missed",
@@ -127,6 +133,8 @@ def concrete_urls(route: str) -> list[str]:
         .replace("<int:event_id>", str(objects["event"]))
         .replace("<int:visit_id>", str(objects["visit"]))
         .replace("<int:query_id>", "1")
+        .replace("<str:kind>", "participants")
+        .replace("<int:record_id>", str(objects["participant"]))
         .replace("<int:run_id>", str(objects["run"]))
         .replace("<str:audience>", "closed")
         .replace("<int:artifact_id>", str(objects["closed_artifact"]))
@@ -163,7 +171,7 @@ def admin_expectation(role, name: str | None, route: str) -> int:  # noqa: C901 
         view = "password"
     if app_label not in {"trials", "participants"}:
         # no permission on other apps; "history" of a missing object (no task results yet) redirects
-        missing_object = app_label == "django_celery_results" and view == "history"
+        missing_object = app_label in ("django_celery_results", "authtoken") and view == "history"
         return 302 if view == "redirect" or missing_object else 403
     if view == "redirect":
         return 302
@@ -221,7 +229,59 @@ def page_expectation(role, name: str | None, route: str) -> int:
     return 200 if role in rules[name] else 403
 
 
+API_POST_ONLY = {
+    "api-token",
+    "api-participant-adverse-events",
+    "api-participant-doses",
+    "api-participant-queries",
+    "api-query-action",
+}
+API_RULES = {
+    "api-trials": MEMBERS,
+    "api-trial": MEMBERS,
+    "api-sites": MEMBERS,
+    "api-visit-definitions": MEMBERS,
+    "api-endpoints": MEMBERS,
+    "api-lots": MEMBERS,
+    "api-arms": UNBLINDED,
+    "api-participants": PARTICIPANT_READERS,
+    "api-participant": PARTICIPANT_READERS,
+    "api-participant-visits": PARTICIPANT_READERS,
+    "api-visit": PARTICIPANT_READERS,
+    "api-measurements": PARTICIPANT_READERS,
+    "api-adverse-events": PARTICIPANT_READERS,
+    "api-adverse-event": PARTICIPANT_READERS,
+    "api-doses": PARTICIPANT_READERS,
+    "api-deviations": PARTICIPANT_READERS,
+    "api-queries": PARTICIPANT_READERS,
+    "api-history": PARTICIPANT_READERS,
+    "api-runs": REPORT_READERS,
+    "api-run": REPORT_READERS,
+    "api-run-artifacts": REPORT_READERS,
+}
+
+
+def api_expectation(role, name: str | None) -> int:
+    if name in ("api-schema", "api-docs"):
+        return 200  # the schema and its documentation are public; every operation they describe is not
+    if name == "api-token":
+        return 405  # POST only, open to anyone (throttled)
+    if role == "anonymous":
+        return 403
+    if name in API_POST_ONLY:
+        return 405
+    if name == "api-artifact":  # the closed report's PDF
+        if role in UNBLINDED:
+            return 200
+        return 404 if role in REPORT_READERS else 403
+    if name not in API_RULES:
+        raise AssertionError(f"no access rule for API operation {name}; add it to the matrix")
+    return 200 if role in API_RULES[name] else 403
+
+
 def expected_status(role, name, route) -> int:
+    if route.startswith("api/"):
+        return api_expectation(role, name)
     if route.startswith("admin/"):
         return admin_expectation(role, name, route)
     return page_expectation(role, name, route)
