@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from participants import views_data_management
+from participants import views_data_management, views_exchange
 from participants.urls import allocation_urlpatterns
 from trials import views as trial_views
 
@@ -19,6 +19,11 @@ urlpatterns = [
     path("trials/<str:code>/participants/", include("participants.urls")),
     path("trials/<str:code>/lock/", views_data_management.trial_lock_view, name="trial_lock"),
     path("trials/<str:code>/analyses/", include("analysis.urls")),
+    path("trials/<str:code>/exports/", views_exchange.exports, name="exports"),
+    path("trials/<str:code>/exports/csv/<str:table>/", views_exchange.export_table_csv, name="export_csv"),
+    path("trials/<str:code>/exports/<str:fmt>/", views_exchange.export_download, name="export_download"),
+    path("trials/<str:code>/imports/", views_exchange.imports, name="imports"),
+    path("trials/<str:code>/imports/<int:job_id>/", views_exchange.import_job, name="import_job"),
     path("trials/<str:code>/randomization/", include((allocation_urlpatterns, "allocation"), namespace="allocation")),
     path("api/v1/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

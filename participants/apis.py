@@ -4,10 +4,11 @@ services as the web forms (validation, locks, reasons, optimistic concurrency)."
 from __future__ import annotations
 
 import django_filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.filters import OrderingFilter
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,6 +18,7 @@ from participants.models import (
     AdverseEvent,
     DataQuery,
     DoseAdministration,
+    ImportJob,
     OutcomeMeasurement,
     Participant,
     ProtocolDeviation,
@@ -28,7 +30,7 @@ from participants.services.dosing import dose_record
 from participants.services.queries import query_answer, query_close, query_raise, query_reopen
 from participants.services.visits import MeasurementInput, visit_record, visit_update
 from trials.apis import TrialScopedMixin
-from trials.policies.access import Capability
+from trials.policies.access import Capability, require
 from trials.policies.blinding import hidden_fields, sees_allocation, sees_participant_allocation
 
 IF_MATCH = OpenApiParameter(
@@ -651,3 +653,88 @@ class QueryActionApi(ClinicalMixin, APIView):
         else:
             query = query_reopen(query=query, user=request.user, message=data["text"])
         return Response(QueryOutputSerializer(query).data)
+
+
+# --- bulk import and exports -------------------------------------------------------------------------------
+
+
+class ImportJobOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ImportJob
+        fields = [
+            "id",
+            "kind",
+            "file_name",
+            "sha256",
+            "size",
+            "dry_run",
+            "status",
+            "progress",
+            "rows_total",
+            "rows_imported",
+            "rows_unchanged",
+            "error_count",
+            "errors",
+            "message",
+            "requested_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class ImportInputSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="CSV or XLSX: screening_number, visit, endpoint, value, unit, measured_on.")
+    commit = serializers.BooleanField(default=False, help_text="Import if valid; otherwise only check (dry run).")
+
+
+class ImportsApi(ClinicalMixin, APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(request={"multipart/form-data": ImportInputSerializer}, responses={201: ImportJobOutputSerializer})
+    def post(self, request, code):
+        from participants.views_exchange import ImportForm, start_import, store_upload
+
+        trial = self.get_trial()
+        require(request.user, trial, Capability.ENTER_DATA)
+        form = ImportForm(request.data, request.FILES)
+        if not form.is_valid():
+            raise serializers.ValidationError({field: errors[0] for field, errors in form.errors.items()})
+        job = store_upload(
+            trial=trial, user=request.user, upload=form.cleaned_data["file"], commit=form.cleaned_data["commit"]
+        )
+        job = start_import(job)
+        return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class ImportJobApi(ClinicalMixin, APIView):
+    @extend_schema(responses=ImportJobOutputSerializer)
+    def get(self, request, code, job_id):
+        job = ImportJob.objects.filter(pk=job_id, trial=self.get_trial(), requested_by=request.user).first()
+        if job is None:
+            raise NotFound("No such import.")
+        return Response(ImportJobOutputSerializer(job).data)
+
+
+class ExportApi(ClinicalMixin, APIView):
+    """A whole-trial export: xlsx (with data dictionary), odm (CDISC ODM 1.3.2) or sdtm (zip of XPT v5 + CSV)."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(description="The export file.")})
+    def get(self, request, code, fmt):
+        from participants.views_exchange import FORMATS, export_file, file_response
+
+        if fmt not in FORMATS:
+            raise NotFound("No such format: use xlsx, odm or sdtm.")
+        return file_response(*export_file(trial=self.get_trial(), user=request.user, fmt=fmt))
+
+
+class ExportTableApi(ClinicalMixin, APIView):
+    """One table as CSV, streamed (bounded memory whatever the trial's size)."""
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="The table as CSV.")})
+    def get(self, request, code, table):
+        from participants.exchange.exports import csv_streaming_response
+
+        try:
+            return csv_streaming_response(trial=self.get_trial(), user=request.user, table=table)
+        except KeyError:
+            raise NotFound("No such table.") from None

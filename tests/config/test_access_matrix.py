@@ -134,6 +134,9 @@ def concrete_urls(route: str) -> list[str]:
         .replace("<int:visit_id>", str(objects["visit"]))
         .replace("<int:query_id>", "1")
         .replace("<str:kind>", "participants")
+        .replace("<str:table>", "participants")
+        .replace("<str:fmt>", "xlsx")
+        .replace("<int:job_id>", "999999")
         .replace("<int:record_id>", str(objects["participant"]))
         .replace("<int:run_id>", str(objects["run"]))
         .replace("<str:audience>", "closed")
@@ -208,6 +211,10 @@ def page_expectation(role, name: str | None, route: str) -> int:
         "history": PARTICIPANT_READERS,
         "sign": {Role.SITE_STAFF},
         "trial_lock": {Role.DATA_MANAGER},
+        "exports": PARTICIPANT_READERS,
+        "export_csv": PARTICIPANT_READERS,
+        "export_download": PARTICIPANT_READERS,
+        "imports": PARTICIPANT_READERS,
         "runs": REPORT_READERS,
         "run": REPORT_READERS,
         "run_status": REPORT_READERS,
@@ -220,6 +227,8 @@ def page_expectation(role, name: str | None, route: str) -> int:
         "balance": {Role.UNBLINDED_STATISTICIAN},
         "simulate": {Role.UNBLINDED_STATISTICIAN},
     }
+    if name == "import_job":  # nobody has an import 999999
+        return 404 if role in PARTICIPANT_READERS else 403
     if name in ("report", "download"):  # the closed report: unblinded readers only; others are told nothing
         if role in UNBLINDED:
             return 200
@@ -231,6 +240,7 @@ def page_expectation(role, name: str | None, route: str) -> int:
 
 API_POST_ONLY = {
     "api-token",
+    "api-imports",
     "api-participant-adverse-events",
     "api-participant-doses",
     "api-participant-queries",
@@ -255,6 +265,7 @@ API_RULES = {
     "api-deviations": PARTICIPANT_READERS,
     "api-queries": PARTICIPANT_READERS,
     "api-history": PARTICIPANT_READERS,
+    "api-export-table": PARTICIPANT_READERS, "api-export": PARTICIPANT_READERS,
     "api-runs": REPORT_READERS,
     "api-run": REPORT_READERS,
     "api-run-artifacts": REPORT_READERS,
@@ -274,6 +285,8 @@ def api_expectation(role, name: str | None) -> int:
         if role in UNBLINDED:
             return 200
         return 404 if role in REPORT_READERS else 403
+    if name == "api-import":
+        return 404 if role in PARTICIPANT_READERS else 403
     if name not in API_RULES:
         raise AssertionError(f"no access rule for API operation {name}; add it to the matrix")
     return 200 if role in API_RULES[name] else 403
@@ -326,7 +339,8 @@ def test_every_url_for_every_role(client, demo_trial, demo_runs, role):
                 print(f"MATRIX {role} {url} ({name}): expected {expected}, got {response.status_code}")
                 failures.append(f"{url} ({name}): expected {expected}, got {response.status_code}")
             if role not in UNBLINDED and response.status_code == 200:
-                found = leaks(response.content.decode(errors="replace"))
+                body = b"".join(response.streaming_content) if response.streaming else response.content
+                found = leaks(body.decode(errors="replace"))
                 if found:
                     failures.append(f"{url} ({name}) reveals treatment to {role}: {found}")
     assert failures == []

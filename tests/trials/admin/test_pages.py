@@ -23,6 +23,8 @@ REGISTERED = sorted(
 
 CONCEALED = {("participants", "allocationlist"), ("participants", "allocationslot")}
 INLINE_ONLY = {("trials", "membershipsite"), ("participants", "eligibilityanswer"), ("trials", "lotmarkerresult")}
+# Shown to their owner on the imports pages, not in the admin.
+INLINE_ONLY |= {("participants", "importjob")}
 
 
 def test_every_trial_and_participant_model_is_in_the_admin_except_the_concealed_allocation():
