@@ -9,15 +9,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.context import INITIAL_ENTRY, audit_context
-from participants.exceptions import DataValidationError, NotEligibleError
+from participants.exceptions import DataValidationError
 from participants.meddra import SOC_NAMES
 from participants.models import AdverseEvent, Participant
 from participants.models.adverse_event import SERIOUSNESS_CRITERIA
-from participants.services.editing import require_reason, versioned_update
-from participants.services.locking import ensure_editable
+from participants.services.editing import check_can_enter, require_reason, versioned_update
 from participants.services.signatures import signatures_invalidate
-from trials.policies.access import Capability, require
-from trials.policies.sites import can_see_site
 
 SPONSOR_DEADLINE = dt.timedelta(hours=24)
 SUSAR_DEADLINE_FATAL = dt.timedelta(days=7)
@@ -36,13 +33,6 @@ EDITABLE_FIELDS = (
     "outcome",
     "site_aware_at",
 )
-
-
-def _check_can_enter(participant: Participant, user) -> None:
-    require(user, participant.trial, Capability.ENTER_DATA)
-    if not can_see_site(user, participant.trial, participant.site_id):
-        raise NotEligibleError(f"{participant} is not at one of your sites.")
-    ensure_editable(participant)
 
 
 def validate_adverse_event(participant: Participant, data: dict) -> dict[str, str]:
@@ -111,7 +101,7 @@ def _normalise(data: dict) -> dict:
 
 def adverse_event_record(*, participant: Participant, user, data: dict) -> AdverseEvent:
     """Record an AE. Seriousness follows from the six ICH E2A criteria; a serious one starts the clocks."""
-    _check_can_enter(participant, user)
+    check_can_enter(participant, user)
     errors = validate_adverse_event(participant, data)
     if errors:
         raise DataValidationError("The adverse event was not saved: correct the fields marked.", errors=errors)
@@ -123,7 +113,7 @@ def adverse_event_record(*, participant: Participant, user, data: dict) -> Adver
 
 def adverse_event_update(*, event: AdverseEvent, user, expected_version: int, data: dict, reason: str) -> AdverseEvent:
     participant = event.participant
-    _check_can_enter(participant, user)
+    check_can_enter(participant, user)
     errors = validate_adverse_event(participant, data)
     if errors:
         raise DataValidationError("Your changes were not saved: correct the fields marked.", errors=errors)
@@ -139,7 +129,7 @@ def adverse_event_update(*, event: AdverseEvent, user, expected_version: int, da
 
 def adverse_event_record_regulatory_report(*, event: AdverseEvent, user) -> AdverseEvent:
     """Record that the SUSAR was reported to the regulators (expedited report): stops the 7/15-day clock."""
-    _check_can_enter(event.participant, user)
+    check_can_enter(event.participant, user)
     if not event.is_susar:
         raise DataValidationError("Only SUSARs have an expedited regulatory clock.", errors={"__all__": "Not a SUSAR."})
     if event.regulator_reported_at is not None:
@@ -155,7 +145,7 @@ def adverse_event_record_regulatory_report(*, event: AdverseEvent, user) -> Adve
 
 def adverse_event_notify_sponsor(*, event: AdverseEvent, user) -> AdverseEvent:
     """Record that the SAE report reached the sponsor: stops the 24-hour clock."""
-    _check_can_enter(event.participant, user)
+    check_can_enter(event.participant, user)
     if not event.serious:
         raise DataValidationError(
             "Only serious adverse events are reported to the sponsor within 24 hours.",

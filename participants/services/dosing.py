@@ -8,13 +8,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.context import INITIAL_ENTRY, audit_context
-from participants.exceptions import DataValidationError, NotEligibleError
+from participants.exceptions import DataValidationError
 from participants.models import DoseAdministration, Participant, Visit
-from participants.services.locking import ensure_editable
+from participants.services.editing import check_can_enter
 from participants.services.signatures import signatures_invalidate
 from trials.models import ProductLot
-from trials.policies.access import Capability, require
-from trials.policies.sites import can_see_site
 
 MAX_VOLUME_ML = 500
 
@@ -45,10 +43,7 @@ def dose_record(
 ) -> DoseAdministration:
     """Record an administration; refuses lots that are not released, are expired or recalled, or belong to
     another trial. Particles given = volume × the lot's particle concentration."""
-    require(user, participant.trial, Capability.ENTER_DATA)
-    if not can_see_site(user, participant.trial, participant.site_id):
-        raise NotEligibleError(f"{participant} is not at one of your sites.")
-    ensure_editable(participant)
+    check_can_enter(participant, user)
     errors: dict[str, str] = {}
     if getattr(participant, "randomization", None) is None:
         errors["__all__"] = f"{participant} is not randomized: there is no allocated treatment to give."

@@ -17,6 +17,19 @@ from participants.exceptions import ConcurrentEditError
 IGNORED_IN_DIFF = frozenset({"version", "id"})
 
 
+def check_can_enter(participant, user) -> None:
+    """Site staff of the participant's site, on an unlocked casebook: the precondition of every data entry."""
+    from participants.exceptions import NotEligibleError
+    from participants.services.locking import ensure_editable
+    from trials.policies.access import Capability, require
+    from trials.policies.sites import can_see_site
+
+    require(user, participant.trial, Capability.ENTER_DATA)
+    if not can_see_site(user, participant.trial, participant.site_id):
+        raise NotEligibleError(f"{participant} is not at one of your sites.")
+    ensure_editable(participant)
+
+
 def require_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:

@@ -16,12 +16,9 @@ from django.utils import timezone
 from audit.context import INITIAL_ENTRY, audit_context
 from participants.exceptions import DataValidationError, NotEligibleError
 from participants.models import OutcomeMeasurement, Participant, ProtocolDeviation, Visit
-from participants.services.editing import require_reason, versioned_update
-from participants.services.locking import ensure_editable
+from participants.services.editing import check_can_enter, require_reason, versioned_update
 from participants.services.signatures import signatures_invalidate
 from trials.models import Endpoint, VisitDefinition
-from trials.policies.access import Capability, require
-from trials.policies.sites import can_see_site
 
 
 @dataclass(frozen=True)
@@ -55,13 +52,6 @@ def window(definition: VisitDefinition, day0: dt.date) -> tuple[dt.date, dt.date
         target - dt.timedelta(days=definition.window_before_days),
         target + dt.timedelta(days=definition.window_after_days),
     )
-
-
-def _check_can_enter(participant: Participant, user) -> None:
-    require(user, participant.trial, Capability.ENTER_DATA)
-    if not can_see_site(user, participant.trial, participant.site_id):
-        raise NotEligibleError(f"{participant} is not at one of your sites.")
-    ensure_editable(participant)
 
 
 def _validate(participant, definition, visit_date, measurements) -> dict[str, str]:
@@ -122,7 +112,7 @@ def visit_record(
 
     Raises DataValidationError with one message per offending field; nothing is saved then.
     """
-    _check_can_enter(participant, user)
+    check_can_enter(participant, user)
     if definition.trial_id != participant.trial_id:
         raise DataValidationError("That visit is not in this trial's schedule.", errors={"__all__": "Wrong trial."})
     if participant.visits.filter(visit_definition=definition).exists():
@@ -179,7 +169,7 @@ def visit_update(
     the same visit form cannot overwrite each other.
     """
     participant = visit.participant
-    _check_can_enter(participant, user)
+    check_can_enter(participant, user)
     definition = visit.visit_definition
     errors = _validate(participant, definition, visit_date, measurements)
     if errors:
@@ -231,7 +221,7 @@ def _update_measurements(visit: Visit, measurements: dict[int, MeasurementInput]
 
 
 def visit_mark_missed(*, participant: Participant, definition: VisitDefinition, user, reason: str) -> Visit:
-    _check_can_enter(participant, user)
+    check_can_enter(participant, user)
     reason = (reason or "").strip()
     if not reason:
         raise DataValidationError("Say why the visit was missed.", errors={"missed_reason": "Give a reason."})
