@@ -45,7 +45,7 @@ file, and a valid file is written with ``INSERT … SELECT`` in one transaction 
 and the job, so each inserted row gets an audit event. Python never holds the rows: memory stays bounded whatever
 the file size. Missing visits are created (completed, on ``measured_on``; study day and window from day 0 = the
 baseline visit date, else the randomization date), with the automatic protocol deviation for a visit out of
-window that the form raises too. Requires PostgreSQL 16 or later (``pg_input_is_valid``).
+window that the form raises too. Works on PostgreSQL 15 and later.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _sql(template: str, **extra: str) -> str:
     return template.format(**_T, **extra)
 
 
-_NUMBER_RE = r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?$"  # no NaN/Infinity, no decimal comma
+_NUMBER_RE = r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]{1,4})?$"  # no NaN/Infinity, no decimal comma
 _DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _WHITESPACE = " \t\r\n\u00a0"
 
@@ -179,10 +179,18 @@ FROM (
                vd.window_after_days,
                e.id AS endpoint_id, e.kind, e.unit AS endpoint_unit, e.min_value, e.max_value,
                ev.id IS NOT NULL AS scheduled,
-               CASE WHEN s.value ~ %(number_re)s AND pg_input_is_valid(s.value, 'double precision')
-                    THEN s.value::double precision END AS value,
-               CASE WHEN s.measured_on ~ %(date_re)s AND pg_input_is_valid(s.measured_on, 'date')
-                    THEN s.measured_on::date END AS measured_on,
+               -- Nested CASEs fix the evaluation order, so a cast only ever sees text it can convert
+               -- (PostgreSQL 15 has no pg_input_is_valid): numbers beyond double precision's range and
+               -- impossible calendar dates (2025-02-30) count as invalid instead of aborting the query.
+               CASE WHEN s.value ~ %(number_re)s THEN
+                    CASE WHEN abs(s.value::numeric) < 1e300 THEN s.value::double precision END END AS value,
+               CASE WHEN s.measured_on ~ %(date_re)s THEN
+                    CASE WHEN substr(s.measured_on, 1, 4)::int >= 1
+                              AND substr(s.measured_on, 6, 2)::int BETWEEN 1 AND 12
+                              AND substr(s.measured_on, 9, 2)::int BETWEEN 1 AND extract(day FROM
+                                  make_date(substr(s.measured_on, 1, 4)::int, substr(s.measured_on, 6, 2)::int, 1)
+                                  + interval '1 month - 1 day')
+                         THEN s.measured_on::date END END AS measured_on,
                CASE s.event WHEN '1' THEN true WHEN '0' THEN false END AS event_occurred,
                v.id AS visit_id, v.status AS visit_status, v.visit_date,
                m.id AS measurement_id, m.value AS stored_value, m.event_occurred AS stored_event,
