@@ -59,6 +59,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.transaction import TransactionManagementError
@@ -986,6 +987,8 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         if job.status in FINISHED_STATUSES:
             return job
         path = Path(job.stored_path)
+        if not path.is_absolute():  # uploads are stored relative to the artifact store (outside the web root)
+            path = Path(settings.ARTIFACT_ROOT) / path
         problem = None
         runner = IMPORTERS.get(job.kind)
         if runner is None:

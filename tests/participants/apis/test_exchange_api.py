@@ -98,3 +98,21 @@ def test_import_page_lists_problems(client, demo_trial):
     body = response.content.decode()
     assert "Invalid" in body
     assert "S01-9999" in body or "screening_number" in body
+
+
+def test_a_large_upload_is_imported_by_the_worker_task_from_the_artifact_store(demo_trial, monkeypatch):
+    from participants import views_exchange
+    from participants.exchange.imports import import_job_run
+
+    # given an upload above the synchronous limit (the task is queued on commit, not run in the request)
+    monkeypatch.setattr(views_exchange, "SYNC_IMPORT_MAX_BYTES", 10)
+    upload = outcome_file(["S01-9999,W12,WOMACP,40,points,2025-06-01"])
+    response = client_for("demo-site").post(f"{API}/imports/", {"file": upload}, format="multipart")
+    job = ImportJob.objects.get(pk=response.json()["id"])
+    assert job.status == "queued"
+    assert not job.stored_path.startswith("/")  # stored under ARTIFACT_ROOT, by a server-chosen name
+    # when the worker runs it
+    job = import_job_run(job_id=job.pk)
+    # then it finds the file and reports the row's problem
+    assert job.status == "invalid"
+    assert job.errors[0]["column"] == "screening_number"
