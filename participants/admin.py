@@ -230,4 +230,3 @@ class RecordLockAdmin(ClinicalDataAdmin):
     list_filter = ["trial"]
     search_fields = ["participant__screening_number", "reason"]
     list_select_related = ["trial", "participant", "locked_by"]
-

@@ -683,6 +683,7 @@ class ImportJobOutputSerializer(serializers.ModelSerializer):
 
 
 class ImportInputSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=ImportJob.Kind.choices, default=ImportJob.Kind.OUTCOMES)
     file = serializers.FileField(help_text="CSV or XLSX: screening_number, visit, endpoint, value, unit, measured_on.")
     commit = serializers.BooleanField(default=False, help_text="Import if valid; otherwise only check (dry run).")
 
@@ -700,7 +701,11 @@ class ImportsApi(ClinicalMixin, APIView):
         if not form.is_valid():
             raise serializers.ValidationError({field: errors[0] for field, errors in form.errors.items()})
         job = store_upload(
-            trial=trial, user=request.user, upload=form.cleaned_data["file"], commit=form.cleaned_data["commit"]
+            trial=trial,
+            user=request.user,
+            upload=form.cleaned_data["file"],
+            commit=form.cleaned_data["commit"],
+            kind=form.cleaned_data["kind"],
         )
         job = start_import(job)
         return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)

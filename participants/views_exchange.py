@@ -110,6 +110,7 @@ def export_download(request, code: str, fmt: str):
 
 
 class ImportForm(forms.Form):
+    kind = forms.ChoiceField(choices=ImportJob.Kind.choices, initial=ImportJob.Kind.OUTCOMES, required=False)
     file = forms.FileField(
         help_text="CSV or XLSX with columns screening_number, visit, endpoint, value, unit, "
         "measured_on (optional event, not_done_reason)."
@@ -125,7 +126,7 @@ class ImportForm(forms.Form):
         return upload
 
 
-def store_upload(*, trial, user, upload, commit: bool) -> ImportJob:
+def store_upload(*, trial, user, upload, commit: bool, kind: str = ImportJob.Kind.OUTCOMES) -> ImportJob:
     """Save an uploaded file outside the web root under a server-chosen name and record the job."""
     folder = Path(settings.ARTIFACT_ROOT) / "imports" / trial.protocol_code
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,16 +145,17 @@ def store_upload(*, trial, user, upload, commit: bool) -> ImportJob:
             sha256=digest.hexdigest(),
             size=upload.size,
             dry_run=not commit,
+            kind=kind or ImportJob.Kind.OUTCOMES,
         )
 
 
 def start_import(job: ImportJob) -> ImportJob:
     """Small files are checked/imported at once; large ones by a worker (the page shows progress)."""
-    from participants.exchange.imports import import_outcomes
+    from participants.exchange.imports import IMPORTERS
     from participants.tasks import run_import_job
 
     if job.size <= SYNC_IMPORT_MAX_BYTES:
-        return import_outcomes(
+        return IMPORTERS[job.kind](
             trial=job.trial,
             user=job.requested_by,
             path=Path(settings.ARTIFACT_ROOT) / job.stored_path,
@@ -176,7 +178,11 @@ def imports(request, code: str):
             raise PermissionDenied("Only site staff import data.")
         if form.is_valid():
             job = store_upload(
-                trial=trial, user=request.user, upload=form.cleaned_data["file"], commit=form.cleaned_data["commit"]
+                trial=trial,
+                user=request.user,
+                upload=form.cleaned_data["file"],
+                commit=form.cleaned_data["commit"],
+                kind=form.cleaned_data["kind"],
             )
             job = start_import(job)
             messages.info(request, f"Import {job.pk}: {job.get_status_display()}.")

@@ -610,7 +610,10 @@ def _create_clinical_data(trial: Trial, rng: np.random.Generator) -> None:  # no
             rescue_day = float(rng.exponential(1 / rate))
             event = rescue_day <= last_attended_day
             days = round(rescue_day if event else float(last_attended_day), 1)
-            measurement_plans.append((last_attended_visit, endpoints["TTRESC"], days, event, ""))
+            # Time to rescue is recorded at week 26, where the protocol schedules it; a participant who left
+            # earlier has no record and is censored at their last visit in the analysis datasets.
+            if last_attended_visit.visit_definition.code == "W26":
+                measurement_plans.append((last_attended_visit, endpoints["TTRESC"], days, event, ""))
 
         follow_up_days = end_day if end_day is not None else 182
         adverse_events += _adverse_events_for(participant, arm_code, day0, follow_up_days, rng)

@@ -1031,7 +1031,13 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
 
 
-IMPORTERS = {ImportJob.Kind.OUTCOMES: import_outcomes}
+def _import_adverse_events(**kwargs):
+    from participants.exchange.adverse_event_import import import_adverse_events
+
+    return import_adverse_events(**kwargs)
+
+
+IMPORTERS = {ImportJob.Kind.OUTCOMES: import_outcomes, ImportJob.Kind.ADVERSE_EVENTS: _import_adverse_events}
 
 
 def format_errors(errors: Iterable[dict], *, limit: int) -> list[str]:

@@ -37,10 +37,22 @@ def test_every_api_operation_refuses_anonymous_users(demo_trial):
     for route in api_routes():
         if route == "api/v1/auth/token/":
             continue
-        url = "/" + (route.replace("<str:code>", "EXO-OA-201").replace("<str:kind>", "participants")
-                     .replace("<str:table>", "participants").replace("<str:fmt>", "xlsx"))
-        for name in ("participant_id", "visit_id", "event_id", "query_id", "run_id", "artifact_id", "record_id",
-                     "job_id"):
+        url = "/" + (
+            route.replace("<str:code>", "EXO-OA-201")
+            .replace("<str:kind>", "participants")
+            .replace("<str:table>", "participants")
+            .replace("<str:fmt>", "xlsx")
+        )
+        for name in (
+            "participant_id",
+            "visit_id",
+            "event_id",
+            "query_id",
+            "run_id",
+            "artifact_id",
+            "record_id",
+            "job_id",
+        ):
             url = url.replace(f"<int:{name}>", "1")
         for method in ("get", "post", "patch"):
             response = getattr(client, method)(url)

@@ -116,3 +116,19 @@ def test_a_large_upload_is_imported_by_the_worker_task_from_the_artifact_store(d
     # then it finds the file and reports the row's problem
     assert job.status == "invalid"
     assert job.errors[0]["column"] == "screening_number"
+
+
+def test_adverse_events_import_through_the_api(demo_trial):
+    participant = Participant.objects.filter(trial=demo_trial, site__code="S01", status="completed").first()
+    onset = participant.consent_date.isoformat()
+    text = (
+        "screening_number,term,soc,onset_date,grade,causality,expected,action_taken,outcome,site_aware_at\n"
+        f"{participant.screening_number},Headache,10029205,{onset},1,not_related,yes,none,recovered,"
+        f"{onset}T10:00:00+00:00\n"
+    )
+    upload = SimpleUploadedFile("aes.csv", text.encode(), content_type="text/csv")
+    response = client_for("demo-site").post(
+        f"{API}/imports/", {"file": upload, "kind": "adverse_events", "commit": "true"}, format="multipart"
+    )
+    assert response.status_code == 201
+    assert (response.json()["status"], response.json()["rows_imported"]) == ("imported", 1)
