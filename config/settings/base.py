@@ -196,6 +196,7 @@ SPECTACULAR_SETTINGS = {
         "AnalysisKindEnum": "analysis.models.AnalysisRun.Kind",
         "EndpointKindEnum": "trials.models.protocol.Endpoint.Kind",
         "EligibilityKindEnum": "trials.models.protocol.EligibilityCriterion.Kind",
+        "ImportKindEnum": "participants.models.imports.ImportJob.Kind",
     },
 }
 
