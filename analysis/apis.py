@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analysis.models import AnalysisRun, Artifact, ArtifactDownload
-from analysis.services import analysis_run_request, run_artifact_bytes
-from audit.context import INITIAL_ENTRY, audit_context
+from analysis.models import AnalysisRun, Artifact
+from analysis.services import analysis_run_request, artifact_download_response
 from trials.apis import TrialScopedMixin
 from trials.policies.access import Capability
 from trials.policies.reports import may_read, may_request, readable_audiences
@@ -113,16 +111,6 @@ class ArtifactDownloadApi(TrialScopedMixin, APIView):
         artifact = Artifact.objects.filter(run__trial=trial, run_id=run_id, pk=artifact_id).first()
         if artifact is None or not may_read(request.user, trial, artifact.audience):
             raise NotFound("No such file.")
-        handle = run_artifact_bytes(artifact)
-        with audit_context(reason=INITIAL_ENTRY, user=request.user):
-            ArtifactDownload.objects.create(
-                artifact=artifact, user=request.user, remote_addr=request.META.get("REMOTE_ADDR")
-            )
-        response = FileResponse(
-            handle,
-            as_attachment=True,
-            content_type=artifact.media_type,
-            filename=f"{trial.protocol_code}-run{run_id}-{artifact.name.replace('/', '-')}",
+        return artifact_download_response(
+            artifact=artifact, user=request.user, remote_addr=request.META.get("REMOTE_ADDR")
         )
-        response["X-Content-Type-Options"] = "nosniff"
-        return response

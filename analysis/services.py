@@ -429,6 +429,26 @@ def run_artifact_bytes(artifact: Artifact) -> io.BufferedReader:
     return path.open("rb")
 
 
+def artifact_download_record(*, artifact: Artifact, user, remote_addr: str | None) -> None:
+    """Every read of an artifact (file or HTML view) is recorded: who, which artifact, when."""
+    from analysis.models import ArtifactDownload
+
+    with audit_context(reason=INITIAL_ENTRY, user=user):
+        ArtifactDownload.objects.create(artifact=artifact, user=user, remote_addr=remote_addr)
+
+
+def artifact_download_response(*, artifact: Artifact, user, remote_addr: str | None):
+    """The file as an attachment under a server-chosen name, recorded; callers check the report policy first."""
+    from django.http import FileResponse
+
+    handle = run_artifact_bytes(artifact)
+    artifact_download_record(artifact=artifact, user=user, remote_addr=remote_addr)
+    filename = f"{artifact.run.trial.protocol_code}-run{artifact.run_id}-{artifact.name.replace('/', '-')}"
+    response = FileResponse(handle, as_attachment=True, filename=filename, content_type=artifact.media_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def mark_stuck_runs() -> int:
     """Runs whose worker died (no heartbeat for STALE_AFTER) are marked failed so they can be re-requested."""
     stale = timezone.now() - STALE_AFTER

@@ -6,15 +6,20 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods
 
-from analysis.models import AnalysisRun, Artifact, ArtifactDownload
-from analysis.services import AnalysisRequestError, analysis_run_request, artifact_root, run_artifact_bytes
-from audit.context import INITIAL_ENTRY, audit_context
+from analysis.models import AnalysisRun
+from analysis.services import (
+    AnalysisRequestError,
+    analysis_run_request,
+    artifact_download_record,
+    artifact_download_response,
+    run_artifact_bytes,
+)
 from trials.policies.access import Capability
 from trials.policies.reports import may_read, may_request, readable_audiences
 from trials.selectors import trial_get_for
@@ -109,15 +114,8 @@ def report_view(request, code: str, run_id: int, audience: str):
     with run_artifact_bytes(artifact) as handle:
         # Written by our own renderer, which escapes every text value; the file's SHA-256 is recorded.
         body = mark_safe(handle.read().decode("utf-8"))  # noqa: S308 - our renderer escapes every value
-    _record_download(request, artifact)
+    artifact_download_record(artifact=artifact, user=request.user, remote_addr=request.META.get("REMOTE_ADDR"))
     return render(request, "analysis/report.html", {"trial": trial, "run": run, "audience": audience, "body": body})
-
-
-def _record_download(request, artifact: Artifact) -> None:
-    with audit_context(reason=INITIAL_ENTRY, user=request.user):
-        ArtifactDownload.objects.create(
-            artifact=artifact, user=request.user, remote_addr=request.META.get("REMOTE_ADDR")
-        )
 
 
 @login_required
@@ -127,12 +125,4 @@ def download(request, code: str, run_id: int, artifact_id: int):
     artifact = run.artifacts.filter(pk=artifact_id).first()
     if artifact is None or not may_read(request.user, trial, artifact.audience):
         raise Http404("No such file")
-    handle = run_artifact_bytes(artifact)
-    _record_download(request, artifact)
-    filename = f"{trial.protocol_code}-run{run.pk}-{artifact.name.replace('/', '-')}"
-    response = FileResponse(handle, as_attachment=True, filename=filename, content_type=artifact.media_type)
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
-__all__ = ["artifact_root", "download", "report_view", "run_detail", "run_status", "runs"]
+    return artifact_download_response(artifact=artifact, user=request.user, remote_addr=request.META.get("REMOTE_ADDR"))

@@ -24,7 +24,7 @@ from participants.models import (
     ProtocolDeviation,
     Visit,
 )
-from participants.selectors import participants_visible
+from participants.selectors import QUERYABLE, participants_visible, query_target
 from participants.services.adverse_events import adverse_event_record, adverse_event_update
 from participants.services.dosing import dose_record
 from participants.services.queries import query_answer, query_close, query_raise, query_reopen
@@ -584,16 +584,7 @@ class QueryOutputSerializer(serializers.ModelSerializer):
 
 
 class QueryRaiseSerializer(serializers.Serializer):
-    target_model = serializers.ChoiceField(
-        choices=[
-            "participants.participant",
-            "participants.visit",
-            "participants.outcomemeasurement",
-            "participants.adverseevent",
-            "participants.doseadministration",
-            "participants.protocoldeviation",
-        ]
-    )
+    target_model = serializers.ChoiceField(choices=list(QUERYABLE))
     target_id = serializers.IntegerField(min_value=1)
     field_name = serializers.CharField()
     message = serializers.CharField()
@@ -622,11 +613,9 @@ class QueryListApi(ClinicalMixin, generics.ListAPIView):
 class ParticipantQueriesApi(ClinicalMixin, APIView):
     @extend_schema(request=QueryRaiseSerializer, responses={201: QueryOutputSerializer})
     def post(self, request, code, participant_id):
-        from participants.views_data_management import _query_target
-
         participant = self.get_participant()
         data = _strict(QueryRaiseSerializer, request.data)
-        target = _query_target(participant, f"{data['target_model']}:{data['target_id']}")
+        target = query_target(participant=participant, label=f"{data['target_model']}:{data['target_id']}")
         if target is None:
             raise serializers.ValidationError({"target_id": "No such record in this participant's casebook."})
         query = query_raise(

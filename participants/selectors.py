@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 from django.http import Http404
 
-from participants.models import AdverseEvent, DataQuery, Participant, Visit
+from participants.models import (
+    AdverseEvent,
+    DataQuery,
+    DoseAdministration,
+    OutcomeMeasurement,
+    Participant,
+    ProtocolDeviation,
+    Visit,
+)
 from trials.models import Trial, VisitDefinition
 from trials.policies.access import Capability, can
 from trials.policies.sites import ALL_SITES, visible_site_ids
@@ -160,3 +168,25 @@ def serious_events_with_running_clocks(*, trial: Trial, user):
         for event in events
         if event.sponsor_notified_at is None or (event.is_susar and event.regulator_reported_at is None)
     ]
+
+
+QUERYABLE = {
+    "participants.participant": None,
+    "participants.visit": Visit,
+    "participants.outcomemeasurement": OutcomeMeasurement,
+    "participants.adverseevent": AdverseEvent,
+    "participants.doseadministration": DoseAdministration,
+    "participants.protocoldeviation": ProtocolDeviation,
+}
+
+
+def query_target(*, participant: Participant, label: str):
+    """The record a query points at, given as ``model-label:id``; only this participant's records, else None."""
+    model_label, _, object_id = label.partition(":")
+    if model_label not in QUERYABLE or not object_id.isdigit():
+        return None
+    model = QUERYABLE[model_label]
+    if model is None:
+        return participant if int(object_id) == participant.pk else None
+    lookup = {"visit__participant": participant} if model is OutcomeMeasurement else {"participant": participant}
+    return model.objects.filter(pk=int(object_id), **lookup).first()

@@ -12,30 +12,17 @@ from django.views.decorators.http import require_http_methods, require_POST
 from audit.exceptions import ApplicationError
 from participants.forms import AnswerForm, LockForm, QueryForm, SignForm
 from participants.models import (
-    AdverseEvent,
     DataQuery,
-    DoseAdministration,
-    OutcomeMeasurement,
-    ProtocolDeviation,
     RecordLock,
     Visit,
 )
-from participants.selectors import participant_get
+from participants.selectors import participant_get, query_target
 from participants.services.locking import participant_lock, participant_unlock, trial_lock, trial_unlock
 from participants.services.queries import query_answer, query_close, query_raise, query_reopen
 from participants.services.sdv import visit_verify
 from participants.services.signatures import casebook_sign
 from trials.policies.access import Capability, require
 from trials.selectors import trial_get_for
-
-QUERYABLE = {
-    "participants.participant": None,
-    "participants.visit": Visit,
-    "participants.outcomemeasurement": OutcomeMeasurement,
-    "participants.adverseevent": AdverseEvent,
-    "participants.doseadministration": DoseAdministration,
-    "participants.protocoldeviation": ProtocolDeviation,
-}
 
 
 def _participant(request, code, participant_id):
@@ -59,25 +46,13 @@ def _run(request, action, success: str) -> None:
         messages.success(request, success)
 
 
-def _query_target(participant, label: str):
-    """The record a query form points at, as ``model-label:id``; only this participant's records."""
-    model_label, _, object_id = label.partition(":")
-    if model_label not in QUERYABLE or not object_id.isdigit():
-        return None
-    model = QUERYABLE[model_label]
-    if model is None:
-        return participant if int(object_id) == participant.pk else None
-    lookup = {"visit__participant": participant} if model is OutcomeMeasurement else {"participant": participant}
-    return model.objects.filter(pk=int(object_id), **lookup).first()
-
-
 @login_required
 @require_POST
 def raise_query(request, code: str, participant_id: int):
     trial, participant = _participant(request, code, participant_id)
     require(request.user, trial, Capability.RAISE_QUERIES)
     form = QueryForm(request.POST)
-    target = _query_target(participant, request.POST.get("target", "")) if form.is_valid() else None
+    target = query_target(participant=participant, label=request.POST.get("target", "")) if form.is_valid() else None
     if target is None:
         messages.error(request, "The query was not raised: choose a value and write the question.")
         return _back(request, trial, participant)
