@@ -26,5 +26,14 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
+# The benchmark suite of issue 8 (minutes; not part of `make test`): synthetic trials in a database of their own,
+# a table on stdout and var/bench.json. BENCH_SCALES, BENCH_ONLY, BENCH_REPEATS, BENCH_CSV_ROWS and BENCH_API_SECONDS
+# choose what runs (see benchmarks/__main__.py). The API benchmark needs wrk, installed from Debian when missing.
+bench: $(VENV)/.installed-run
+	@if ! command -v wrk >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	fi
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) var

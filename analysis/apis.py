@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from analysis.models import AnalysisRun, Artifact
 from analysis.services import analysis_run_request, artifact_download_response
+from config.api import StrictInputMixin
 from trials.apis import TrialScopedMixin
 from trials.policies.access import Capability
 from trials.policies.reports import may_read, may_request, readable_audiences
@@ -46,7 +47,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
         return run.results if self.context.get("closed_reader") else None
 
 
-class RunRequestSerializer(serializers.Serializer):
+class RunRequestSerializer(StrictInputMixin, serializers.Serializer):
     kind = serializers.ChoiceField(choices=AnalysisRun.Kind.choices)
     cutoff = serializers.DateField(required=False)
 

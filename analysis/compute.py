@@ -360,7 +360,6 @@ def _secondaries(datasets, spec, tables, figures, summary) -> None:
                 if min(n1, n2) == 0:
                     continue
                 difference = efficacy.risk_difference(x1, n1, x2, n2)
-                fisher = efficacy.fisher_exact_test(x1, n1, x2, n2)
                 result_rows.append(
                     {
                         "parameter": paramcd,
@@ -373,7 +372,7 @@ def _secondaries(datasets, spec, tables, figures, summary) -> None:
                         "risk_difference": difference.estimate,
                         "ci_lower": difference.ci_lower,
                         "ci_upper": difference.ci_upper,
-                        "pvalue": fisher.pvalue,
+                        "pvalue": efficacy.fisher_exact_pvalue(x1, n1, x2, n2),
                     }
                 )
             table = pd.DataFrame(result_rows)

@@ -34,6 +34,7 @@ from analysis.compute import AnalysisSpec, compute
 from analysis.models import AnalysisRun, Artifact
 from audit.context import INITIAL_ENTRY, audit_context
 from audit.exceptions import ApplicationError
+from audit.security import record_security_event
 from trials.models import Trial
 from trials.policies.reports import may_request
 
@@ -435,6 +436,9 @@ def artifact_download_record(*, artifact: Artifact, user, remote_addr: str | Non
 
     with audit_context(reason=INITIAL_ENTRY, user=user):
         ArtifactDownload.objects.create(artifact=artifact, user=user, remote_addr=remote_addr)
+    record_security_event(
+        "artifact_download", user=user, remote_addr=remote_addr, run_id=artifact.run_id, artifact_id=artifact.pk
+    )
 
 
 def artifact_download_response(*, artifact: Artifact, user, remote_addr: str | None):

@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 
 from audit.context import INITIAL_ENTRY, audit_context, is_reason_missing_error
 from audit.history import record_history
+from audit.models import SecurityEvent
 
 
 class ReasonForChangeForm(forms.ModelForm):
@@ -93,4 +94,24 @@ class ReadOnlyAuditedAdmin(AuditedAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(admin.ModelAdmin):
+    """Read-only: security events are written by the application and are never edited or deleted."""
+
+    list_display = ["occurred_at", "kind", "actor_username", "ip_address"]
+    list_filter = ["kind"]
+    search_fields = ["actor_username", "ip_address"]
+    date_hierarchy = "occurred_at"
+    readonly_fields = ["kind", "actor_id", "actor_username", "occurred_at", "ip_address", "user_agent", "details"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -3,7 +3,8 @@
 Triggers, not Django signals, so that ``QuerySet.update()``, ``bulk_create``, admin actions and raw
 SQL are audited exactly like a form save. Each event row stores a full snapshot of the row, the
 operation, the database's UTC clock (``NOW()``) and the context JSON (user, username, reason, url).
-Event tables are append-only: a trigger refuses UPDATE and DELETE on them.
+Event tables are append-only: triggers refuse UPDATE, DELETE and TRUNCATE on them, and every insert is
+hash-chained (``audit.chain``) so that a change made around the triggers is detected.
 
 A second pair of triggers on the audited table itself refuses an UPDATE that changes something, or a
 DELETE, unless the transaction carries a non-empty ``reason`` in its audit context. From SQL, a
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import pghistory
 import pgtrigger
+
+from audit.chain import chained_event_table_triggers
 
 REASON_REQUIRED_SQLSTATE = "EXR01"
 
@@ -52,11 +55,18 @@ def require_reason_triggers() -> list[pgtrigger.Trigger]:
 
 
 def audited(**kwargs):
-    """Decorator: record every insert, update and delete of the model in an append-only event table."""
+    """Decorator: record every insert, update and delete of the model in an append-only event table.
+
+    The event table is also hash-chained and refuses TRUNCATE (``audit.chain``); pghistory adds its own
+    UPDATE/DELETE protection (``append_only``).
+    """
+    meta = dict(kwargs.pop("meta", None) or {})
+    meta["triggers"] = [*meta.get("triggers", []), *chained_event_table_triggers(with_append_only=False)]
     return pghistory.track(
         pghistory.InsertEvent(),
         pghistory.UpdateEvent(),
         pghistory.DeleteEvent(),
         append_only=True,
+        meta=meta,
         **kwargs,
     )

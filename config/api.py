@@ -1,10 +1,15 @@
-"""API conventions shared by every endpoint: one error shape, ETags for optimistic concurrency."""
+"""API conventions shared by every endpoint: one error shape, strict input, allow-listed ordering, ETags for
+optimistic concurrency."""
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
+from collections.abc import Mapping
+
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.exceptions import ErrorDetail
+from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -92,3 +97,65 @@ def expected_version(request, body_version: int | None) -> int:
             {"version": "Send the record's version (If-Match header or 'version'): it protects against lost updates."}
         )
     return body_version
+
+
+class StrictInputMixin:
+    """Put first in the bases of every serializer that accepts input: a field it does not accept is refused.
+
+    DRF ignores unknown keys, so a misspelt ``grdae`` would save the record without the change the client
+    meant to make; a read-only field sent back (``serious``, ``id``) would be dropped just as silently.
+    Nested serializers check their own keys, so errors name the nested field too.
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            accepted = sorted(name for name, field in self.fields.items() if not field.read_only)
+            unknown = sorted(set(data) - set(accepted))
+            if unknown:
+                message = f"Unknown field. Accepted fields: {', '.join(accepted)}."
+                raise exceptions.ValidationError(
+                    {name: [ErrorDetail(message, code="unknown_field")] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """``?ordering=`` restricted to the view's explicit ``ordering_fields``; anything else is a 400.
+
+    DRF's own filter silently drops unknown terms, and with ``ordering_fields = "__all__"`` (or none) it
+    sorts by any model or serializer field — which would let a blinded user sort by arm. Here a view must
+    list its fields, and a term outside the list is refused before any query runs, naming what is allowed.
+    """
+
+    def get_valid_fields(self, queryset, view, context=None):
+        fields = getattr(view, "ordering_fields", None)
+        if not isinstance(fields, list | tuple):
+            raise ImproperlyConfigured(f"{type(view).__name__} must list its ordering_fields explicitly.")
+        return [(name, name) for name in fields]
+
+    def remove_invalid_fields(self, queryset, fields, view, request):
+        allowed = [name for name, _label in self.get_valid_fields(queryset, view)]
+        refused = [term for term in fields if term.removeprefix("-") not in allowed]
+        if refused:
+            choices = ", ".join(f"{name}, -{name}" for name in allowed)
+            raise exceptions.ValidationError(
+                {
+                    self.ordering_param: [
+                        ErrorDetail(f"Cannot order by {', '.join(refused)}. Allowed: {choices}.", code="invalid")
+                    ]
+                }
+            )
+        return fields
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        allowed = ", ".join(getattr(view, "ordering_fields", ()))
+        for parameter in parameters:
+            parameter["description"] = f"Comma-separated; prefix with - for descending. Allowed: {allowed}."
+        return parameters
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"

@@ -1,12 +1,13 @@
 from django.urls import path
 
+from accounts import apis as account_apis
 from analysis import apis as analysis_apis
 from participants import apis as participant_apis
 from trials import apis as trial_apis
 
 T = "trials/<str:code>/"
 urlpatterns = [
-    path("auth/token/", trial_apis.TokenObtainApi.as_view(), name="api-token"),
+    path("auth/token/", account_apis.TokenObtainApi.as_view(), name="api-token"),
     path("trials/", trial_apis.TrialListApi.as_view(), name="api-trials"),
     path(T, trial_apis.TrialDetailApi.as_view(), name="api-trial"),
     path(T + "sites/", trial_apis.SiteListApi.as_view(), name="api-sites"),

@@ -1,7 +1,6 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from participants import views_data_management, views_exchange
 from participants.urls import allocation_urlpatterns
@@ -13,8 +12,7 @@ admin.site.index_title = "Trial set-up and data"
 
 urlpatterns = [
     path("", trial_views.home, name="home"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include("accounts.urls")),
     path("trials/<str:code>/", trial_views.trial_home, name="trial_home"),
     path("trials/<str:code>/participants/", include("participants.urls")),
     path("trials/<str:code>/lock/", views_data_management.trial_lock_view, name="trial_lock"),
@@ -27,6 +25,7 @@ urlpatterns = [
     path("trials/<str:code>/randomization/", include((allocation_urlpatterns, "allocation"), namespace="allocation")),
     path("api/v1/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves its start-up script as a file: the Content-Security-Policy allows no inline script.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
 ]

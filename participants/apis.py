@@ -7,13 +7,13 @@ import django_filters
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.filters import OrderingFilter
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.history import record_history
-from config.api import etag, expected_version
+from audit.security import record_security_event
+from config.api import PayloadTooLarge, StrictInputMixin, StrictOrderingFilter, etag, expected_version
 from participants.models import (
     AdverseEvent,
     DataQuery,
@@ -22,14 +22,17 @@ from participants.models import (
     OutcomeMeasurement,
     Participant,
     ProtocolDeviation,
+    Signature,
     Visit,
 )
 from participants.selectors import QUERYABLE, participants_visible, query_target
 from participants.services.adverse_events import adverse_event_record, adverse_event_update
 from participants.services.dosing import dose_record
 from participants.services.queries import query_answer, query_close, query_raise, query_reopen
+from participants.services.signatures import signature_is_valid, signature_manifestation
 from participants.services.visits import MeasurementInput, visit_record, visit_update
 from trials.apis import TrialScopedMixin
+from trials.models import Arm
 from trials.policies.access import Capability, require
 from trials.policies.blinding import hidden_fields, sees_allocation, sees_participant_allocation
 
@@ -118,7 +121,7 @@ class ParticipantListApi(ClinicalMixin, generics.ListAPIView):
     queryset = Participant.objects.none()  # for the schema; get_queryset scopes the real rows
     serializer_class = ParticipantOutputSerializer
     filterset_class = ParticipantFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
+    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, StrictOrderingFilter]
     ordering_fields = ["screening_number", "screened_on", "status"]  # allow-list: never by arm
     ordering = ["screening_number"]
 
@@ -129,8 +132,35 @@ class ParticipantListApi(ClinicalMixin, generics.ListAPIView):
         return {**super().get_serializer_context(), "unblinded": sees_allocation(self.request.user, self.get_trial())}
 
 
+class SignatureOutputSerializer(serializers.ModelSerializer):
+    """A casebook signature with its manifestation (21 CFR 11.50): printed name, UTC time, meaning."""
+
+    meaning = serializers.CharField(source="get_meaning_display")
+    manifestation = serializers.SerializerMethodField()
+    valid = serializers.SerializerMethodField(help_text="False once invalidated or the casebook changed since.")
+
+    class Meta:
+        model = Signature
+        fields = ["signer_name", "signed_at", "meaning", "manifestation", "valid", "invalidated_at"]
+        read_only_fields = fields
+
+    def get_manifestation(self, signature) -> str:
+        return signature_manifestation(signature)
+
+    def get_valid(self, signature) -> bool:
+        return signature_is_valid(signature)
+
+
+class ParticipantDetailOutputSerializer(ParticipantOutputSerializer):
+    signatures = SignatureOutputSerializer(many=True, read_only=True)
+
+    class Meta(ParticipantOutputSerializer.Meta):
+        fields = [*ParticipantOutputSerializer.Meta.fields, "signatures"]
+        read_only_fields = fields
+
+
 class ParticipantDetailApi(ClinicalMixin, generics.RetrieveAPIView):
-    serializer_class = ParticipantOutputSerializer
+    serializer_class = ParticipantDetailOutputSerializer
 
     def get_object(self):
         return self.get_participant()
@@ -140,7 +170,7 @@ class ParticipantDetailApi(ClinicalMixin, generics.RetrieveAPIView):
         unblinded = getattr(participant, "randomization", None) is not None and sees_participant_allocation(
             request.user, participant
         )
-        data = ParticipantOutputSerializer(participant, context={"unblinded": unblinded}).data
+        data = ParticipantDetailOutputSerializer(participant, context={"unblinded": unblinded}).data
         return Response(data, headers={"ETag": etag(participant.version)})
 
 
@@ -228,32 +258,28 @@ class VisitOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-class MeasurementInputSerializer(serializers.Serializer):
+class MeasurementInputSerializer(StrictInputMixin, serializers.Serializer):
     endpoint = serializers.CharField()
     value = serializers.FloatField(allow_null=True, required=False, default=None)
     event_occurred = serializers.BooleanField(allow_null=True, required=False, default=None)
     not_done_reason = serializers.CharField(allow_blank=True, required=False, default="")
 
 
-class VisitInputSerializer(serializers.Serializer):
+class VisitInputSerializer(StrictInputMixin, serializers.Serializer):
     visit = serializers.CharField(help_text="Visit definition code, e.g. W12.")
     visit_date = serializers.DateField()
     measurements = MeasurementInputSerializer(many=True)
 
 
-class VisitUpdateSerializer(serializers.Serializer):
+class VisitUpdateSerializer(StrictInputMixin, serializers.Serializer):
     visit_date = serializers.DateField()
     measurements = MeasurementInputSerializer(many=True)
     reason = serializers.CharField()
     version = serializers.IntegerField(required=False)
 
 
-def _strict(serializer_class, data, *, partial: bool = False):
-    """Parse input refusing unknown fields (a typo must not be silently ignored)."""
+def _validated(serializer_class, data, *, partial: bool = False):
     serializer = serializer_class(data=data, partial=partial)
-    unknown = set(data) - set(serializer.fields) if isinstance(data, dict) else set()
-    if unknown:
-        raise serializers.ValidationError({name: "Unknown field." for name in sorted(unknown)})
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
@@ -290,7 +316,7 @@ class ParticipantVisitsApi(ClinicalMixin, APIView):
     @extend_schema(request=VisitInputSerializer, responses={201: VisitOutputSerializer})
     def post(self, request, code, participant_id):
         participant = self.get_participant()
-        data = _strict(VisitInputSerializer, request.data)
+        data = _validated(VisitInputSerializer, request.data)
         definition = self.get_trial().visit_definitions.filter(code=data["visit"]).first()
         if definition is None:
             raise serializers.ValidationError({"visit": f"Unknown visit {data['visit']!r}."})
@@ -322,7 +348,7 @@ class VisitDetailApi(ClinicalMixin, APIView):
     @extend_schema(request=VisitUpdateSerializer, responses=VisitOutputSerializer, parameters=[IF_MATCH])
     def patch(self, request, code, visit_id):
         visit = self.get_visit()
-        data = _strict(VisitUpdateSerializer, request.data)
+        data = _validated(VisitUpdateSerializer, request.data)
         visit_update(
             visit=visit,
             user=request.user,
@@ -394,7 +420,7 @@ class AdverseEventOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-class AdverseEventInputSerializer(serializers.ModelSerializer):
+class AdverseEventInputSerializer(StrictInputMixin, serializers.ModelSerializer):
     class Meta:
         model = AdverseEvent
         fields = AE_FIELDS
@@ -431,7 +457,7 @@ class ParticipantAdverseEventsApi(ClinicalMixin, APIView):
     @extend_schema(request=AdverseEventInputSerializer, responses={201: AdverseEventOutputSerializer})
     def post(self, request, code, participant_id):
         participant = self.get_participant()
-        data = _strict(AdverseEventInputSerializer, request.data)
+        data = _validated(AdverseEventInputSerializer, request.data)
         event = adverse_event_record(
             participant=participant, user=request.user, data={name: data.get(name) for name in AE_FIELDS}
         )
@@ -459,7 +485,7 @@ class AdverseEventDetailApi(ClinicalMixin, APIView):
     @extend_schema(request=AdverseEventUpdateSerializer, responses=AdverseEventOutputSerializer, parameters=[IF_MATCH])
     def patch(self, request, code, event_id):
         event = self.get_event()
-        data = _strict(AdverseEventUpdateSerializer, request.data, partial=True)
+        data = _validated(AdverseEventUpdateSerializer, request.data, partial=True)
         if not data.get("reason"):
             raise serializers.ValidationError({"reason": "Give a reason for changing saved data."})
         current = {name: getattr(event, name) for name in AE_FIELDS}
@@ -502,11 +528,11 @@ class DoseOutputSerializer(serializers.ModelSerializer):
         return data
 
 
-class DoseInputSerializer(serializers.Serializer):
+class DoseInputSerializer(StrictInputMixin, serializers.Serializer):
     lot_number = serializers.CharField()
     volume_ml = serializers.FloatField()
     administered_at = serializers.DateTimeField()
-    route = serializers.CharField()
+    route = serializers.ChoiceField(choices=Arm.Route.choices)
 
 
 class DoseListApi(ClinicalMixin, generics.ListAPIView):
@@ -528,7 +554,7 @@ class ParticipantDosesApi(ClinicalMixin, APIView):
     @extend_schema(request=DoseInputSerializer, responses={201: DoseOutputSerializer})
     def post(self, request, code, participant_id):
         participant = self.get_participant()
-        data = _strict(DoseInputSerializer, request.data)
+        data = _validated(DoseInputSerializer, request.data)
         dose = dose_record(participant=participant, user=request.user, **data)
         # The person who gave the dose sees what they entered.
         return Response(DoseOutputSerializer(dose, context={"unblinded": True}).data, status=status.HTTP_201_CREATED)
@@ -583,14 +609,14 @@ class QueryOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-class QueryRaiseSerializer(serializers.Serializer):
+class QueryRaiseSerializer(StrictInputMixin, serializers.Serializer):
     target_model = serializers.ChoiceField(choices=list(QUERYABLE))
     target_id = serializers.IntegerField(min_value=1)
     field_name = serializers.CharField()
     message = serializers.CharField()
 
 
-class QueryActionSerializer(serializers.Serializer):
+class QueryActionSerializer(StrictInputMixin, serializers.Serializer):
     action = serializers.ChoiceField(choices=["answer", "close", "reopen"])
     text = serializers.CharField(
         required=False, allow_blank=True, default="", help_text="The answer (answer) or the new question (reopen)."
@@ -614,7 +640,7 @@ class ParticipantQueriesApi(ClinicalMixin, APIView):
     @extend_schema(request=QueryRaiseSerializer, responses={201: QueryOutputSerializer})
     def post(self, request, code, participant_id):
         participant = self.get_participant()
-        data = _strict(QueryRaiseSerializer, request.data)
+        data = _validated(QueryRaiseSerializer, request.data)
         target = query_target(participant=participant, label=f"{data['target_model']}:{data['target_id']}")
         if target is None:
             raise serializers.ValidationError({"target_id": "No such record in this participant's casebook."})
@@ -634,7 +660,7 @@ class QueryActionApi(ClinicalMixin, APIView):
         query = DataQuery.objects.filter(pk=query_id, participant__in=self.visible_participants()).first()
         if query is None:
             raise NotFound("No such query.")
-        data = _strict(QueryActionSerializer, request.data)
+        data = _validated(QueryActionSerializer, request.data)
         if data["action"] == "answer":
             query = query_answer(query=query, user=request.user, answer=data["text"])
         elif data["action"] == "close":
@@ -671,30 +697,38 @@ class ImportJobOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ImportInputSerializer(serializers.Serializer):
+class ImportInputSerializer(StrictInputMixin, serializers.Serializer):
     kind = serializers.ChoiceField(choices=ImportJob.Kind.choices, default=ImportJob.Kind.OUTCOMES)
     file = serializers.FileField(help_text="CSV or XLSX: screening_number, visit, endpoint, value, unit, measured_on.")
     commit = serializers.BooleanField(default=False, help_text="Import if valid; otherwise only check (dry run).")
+
+    def validate_file(self, upload):
+        from participants.views_exchange import import_file_problem
+
+        problem = import_file_problem(upload)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return upload
 
 
 class ImportsApi(ClinicalMixin, APIView):
     parser_classes = [MultiPartParser]
 
-    @extend_schema(request={"multipart/form-data": ImportInputSerializer}, responses={201: ImportJobOutputSerializer})
+    @extend_schema(
+        request={"multipart/form-data": ImportInputSerializer},
+        responses={201: ImportJobOutputSerializer, 413: OpenApiResponse(description="The file is over the limit.")},
+    )
     def post(self, request, code):
-        from participants.views_exchange import ImportForm, start_import, store_upload
+        from participants.views_exchange import oversized_upload_message, start_import, store_upload
 
         trial = self.get_trial()
         require(request.user, trial, Capability.ENTER_DATA)
-        form = ImportForm(request.data, request.FILES)
-        if not form.is_valid():
-            raise serializers.ValidationError({field: errors[0] for field, errors in form.errors.items()})
+        too_large = oversized_upload_message(request)  # before request.data parses (and spools) the body
+        if too_large:
+            raise PayloadTooLarge(too_large)
+        data = _validated(ImportInputSerializer, request.data)
         job = store_upload(
-            trial=trial,
-            user=request.user,
-            upload=form.cleaned_data["file"],
-            commit=form.cleaned_data["commit"],
-            kind=form.cleaned_data["kind"],
+            trial=trial, user=request.user, upload=data["file"], commit=data["commit"], kind=data["kind"]
         )
         job = start_import(job)
         return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
@@ -728,7 +762,10 @@ class ExportTableApi(ClinicalMixin, APIView):
     def get(self, request, code, table):
         from participants.exchange.exports import csv_streaming_response
 
+        trial = self.get_trial()
         try:
-            return csv_streaming_response(trial=self.get_trial(), user=request.user, table=table)
+            response = csv_streaming_response(trial=trial, user=request.user, table=table)
         except KeyError:
             raise NotFound("No such table.") from None
+        record_security_event("export", request=request, trial=trial.protocol_code, format="csv", table=table)
+        return response

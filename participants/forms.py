@@ -230,6 +230,20 @@ class SignForm(forms.Form):
         initial="approval",
     )
     password = forms.CharField(widget=forms.PasswordInput, help_text="Re-enter your password to sign.")
+    otp_code = forms.CharField(
+        label="Authenticator code",
+        required=False,
+        max_length=16,
+        help_text="The code your authenticator app shows now.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    def __init__(self, *args, asks_otp_code: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        if asks_otp_code:
+            self.fields["otp_code"].required = True
+        else:
+            del self.fields["otp_code"]
 
 
 class LockForm(forms.Form):

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.selectors import has_second_factor
 from audit.exceptions import ApplicationError
 from participants.forms import AnswerForm, LockForm, QueryForm, SignForm
 from participants.models import (
@@ -147,17 +148,19 @@ def lock_participant(request, code: str, participant_id: int):
 def sign_casebook(request, code: str, participant_id: int):
     trial, participant = _participant(request, code, participant_id)
     require(request.user, trial, Capability.ENTER_DATA)
-    form = SignForm(request.POST or None)
+    form = SignForm(request.POST or None, asks_otp_code=has_second_factor(request.user))
     if request.method == "POST" and form.is_valid():
         try:
             casebook_sign(
                 participant=participant,
                 user=request.user,
                 password=form.cleaned_data["password"],
+                otp_code=form.cleaned_data.get("otp_code", ""),
                 meaning=form.cleaned_data["meaning"],
+                request=request,
             )
         except ApplicationError as error:
-            form.add_error("password" if error.field in (None, "password") else None, error.message)
+            form.add_error(error.field if error.field in form.fields else None, error.message)
         else:
             messages.success(request, f"Casebook of {participant} signed.")
             return redirect("participants:detail", code=trial.protocol_code, participant_id=participant.pk)

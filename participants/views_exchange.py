@@ -16,9 +16,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.views.decorators.http import require_http_methods
 
 from audit.context import INITIAL_ENTRY, audit_context
+from audit.security import record_security_event
 from participants.exchange.exports import csv_streaming_response, export_tables, write_xlsx_export
 from participants.exchange.odm import write_odm
 from participants.exchange.sdtm import write_sdtm
@@ -27,7 +29,6 @@ from trials.policies.access import Capability, can
 from trials.selectors import trial_get_for
 
 logger = logging.getLogger("exotrial.exports")
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # a 1,000,000-row outcome CSV is about 60 MB
 SYNC_IMPORT_MAX_BYTES = 2 * 1024 * 1024  # larger files are imported by a Celery worker, with progress
 FORMATS = {"xlsx", "odm", "sdtm"}
 
@@ -50,6 +51,7 @@ def export_table_csv(request, code: str, table: str):
     except KeyError:
         raise Http404("No such table") from None
     logger.info("export csv table=%s trial=%s user=%s", table, trial.protocol_code, request.user.get_username())
+    record_security_event("export", request=request, trial=trial.protocol_code, format="csv", table=table)
     return response
 
 
@@ -71,6 +73,7 @@ def export_file(*, trial, user, fmt: str) -> tuple[Path, str, str]:
                 archive.write(file, file.name)
         media, name = "application/zip", f"{trial.protocol_code}-sdtm.zip"
     logger.info("export %s trial=%s user=%s", fmt, trial.protocol_code, user.get_username())
+    record_security_event("export", user=user, trial=trial.protocol_code, format=fmt)
     return path, name, media
 
 
@@ -119,11 +122,39 @@ class ImportForm(forms.Form):
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        if upload.size > MAX_UPLOAD_BYTES:
-            raise forms.ValidationError(f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB.")
-        if Path(upload.name).suffix.lower() not in (".csv", ".xlsx"):
-            raise forms.ValidationError("Upload a .csv or .xlsx file.")
+        problem = import_file_problem(upload)
+        if problem:
+            raise forms.ValidationError(problem)
         return upload
+
+
+def _size(size: int) -> str:
+    return filesizeformat(size).replace("\xa0", " ")
+
+
+def oversized_upload_message(request) -> str | None:
+    """Why an import request is refused if its body is over ``IMPORT_UPLOAD_MAX_BYTES``, else None.
+
+    Decided from Content-Length before the body is parsed (Django never reads past that length), so an
+    oversized file is never written to the artifact store or recorded.
+    """
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    limit = settings.IMPORT_UPLOAD_MAX_BYTES
+    if length <= limit:
+        return None
+    return f"The upload is {_size(length)}; files up to {_size(limit)} can be imported. Split it into smaller files."
+
+
+def import_file_problem(upload) -> str | None:
+    """What is wrong with an uploaded import file (size, type), or None; shared by the page and the API."""
+    if upload.size > settings.IMPORT_UPLOAD_MAX_BYTES:
+        return f"The file is {_size(upload.size)}; the limit is {_size(settings.IMPORT_UPLOAD_MAX_BYTES)}."
+    if Path(upload.name).suffix.lower() not in (".csv", ".xlsx"):
+        return "Upload a .csv or .xlsx file."
+    return None
 
 
 def store_upload(*, trial, user, upload, commit: bool, kind: str = ImportJob.Kind.OUTCOMES) -> ImportJob:
@@ -172,25 +203,33 @@ def start_import(job: ImportJob) -> ImportJob:
 def imports(request, code: str):
     trial = trial_get_for(request.user, code, Capability.VIEW_PARTICIPANTS)
     allowed = can(request.user, trial, Capability.ENTER_DATA)
-    form = ImportForm(request.POST or None, request.FILES or None)
-    if request.method == "POST":
-        if not allowed:
-            raise PermissionDenied("Only site staff import data.")
-        if form.is_valid():
-            job = store_upload(
-                trial=trial,
-                user=request.user,
-                upload=form.cleaned_data["file"],
-                commit=form.cleaned_data["commit"],
-                kind=form.cleaned_data["kind"],
-            )
-            job = start_import(job)
-            messages.info(request, f"Import {job.pk}: {job.get_status_display()}.")
-            return redirect("import_job", code=code, job_id=job.pk)
-    jobs = ImportJob.objects.filter(trial=trial, requested_by=request.user)[:20]
-    return render(
-        request, "participants/imports.html", {"trial": trial, "form": form, "jobs": jobs, "can_import": allowed}
+    if request.method != "POST":
+        return _imports_page(request, trial, ImportForm(), can_import=allowed)
+    if not allowed:
+        raise PermissionDenied("Only site staff import data.")
+    too_large = oversized_upload_message(request)
+    if too_large:
+        messages.error(request, too_large)
+        return _imports_page(request, trial, ImportForm(), can_import=allowed, status=413)
+    form = ImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _imports_page(request, trial, form, can_import=allowed)
+    job = store_upload(
+        trial=trial,
+        user=request.user,
+        upload=form.cleaned_data["file"],
+        commit=form.cleaned_data["commit"],
+        kind=form.cleaned_data["kind"],
     )
+    job = start_import(job)
+    messages.info(request, f"Import {job.pk}: {job.get_status_display()}.")
+    return redirect("import_job", code=code, job_id=job.pk)
+
+
+def _imports_page(request, trial, form: ImportForm, *, can_import: bool, status: int = 200):
+    jobs = ImportJob.objects.filter(trial=trial, requested_by=request.user)[:20]
+    context = {"trial": trial, "form": form, "jobs": jobs, "can_import": can_import}
+    return render(request, "participants/imports.html", context, status=status)
 
 
 @login_required

@@ -17,6 +17,32 @@ from trials import demo
 TEST_PASSWORD = "correct-horse-battery-9"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def flush_past_audit_protection():
+    """Transactional tests end with Django's flush, a TRUNCATE of every table, which the audit tables refuse (R3).
+
+    The test database's superuser flushes with triggers off (``session_replication_role = replica``); an
+    application role cannot do this, and nothing outside the tests does it.
+    """
+    from unittest import mock
+
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    flush = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush_without_triggers(self, sql_list):
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET session_replication_role = replica")
+        try:
+            flush(self, sql_list)
+        finally:
+            with self.connection.cursor() as cursor:
+                cursor.execute("SET session_replication_role = DEFAULT")
+
+    with mock.patch.object(DatabaseOperations, "execute_sql_flush", execute_sql_flush_without_triggers):
+        yield
+
+
 @pytest.fixture(scope="session")
 def demo_seed(django_db_setup, django_db_blocker):
     """EXO-OA-201 seeded once per test session (tests roll back their own changes around it)."""
@@ -44,8 +70,41 @@ def coordinator(demo_trial):
 
 
 @pytest.fixture
+def log_in():
+    """``log_in(client, user_or_username)``: a logged-in session, verified with MFA when the user's roles need it."""
+    from accounts.testing import log_in
+
+    return log_in
+
+
+@pytest.fixture
+def api_token():
+    """``api_token(user_or_username)``: an API token as the endpoint issues it (MFA-verified if the user needs it)."""
+    from accounts.testing import api_token_for
+
+    return api_token_for
+
+
+@pytest.fixture
+def totp_code():
+    """``totp_code(device, at=None)``: the code an authenticator app shows for ``device`` now (or at ``at``)."""
+    import time
+
+    from django_otp.oath import TOTP
+
+    def totp_code(device, at: float | None = None) -> str:
+        totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+        totp.time = time.time() if at is None else at
+        return f"{totp.token():0{device.digits}d}"
+
+    return totp_code
+
+
+@pytest.fixture
 def coordinator_client(client, coordinator):
-    client.force_login(coordinator)
+    from accounts.testing import login_verified
+
+    login_verified(client, coordinator)  # a coordinator is staff (the admin), so needs MFA
     return client
 
 

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 from rest_framework import generics, serializers
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.throttling import AnonRateThrottle
 
 from trials.models import Arm, Endpoint, ProductLot, Site, Trial, VisitDefinition
 from trials.policies.access import Capability, trials_for
 from trials.policies.blinding import sees_arm_definitions
 from trials.selectors import trial_get_for
-
-
-class AuthThrottle(AnonRateThrottle):
-    scope = "auth"
-
-
-class TokenObtainApi(ObtainAuthToken):
-    """Exchange a username and password for an API token (throttled against guessing)."""
-
-    throttle_classes = [AuthThrottle]
-    permission_classes = []
 
 
 class TrialScopedMixin:

@@ -3,6 +3,12 @@
 The analysis pipeline assembles a ``ReportDocument`` from the statistics results; the renderers in this
 package turn the same document into PDF, XLSX, a CSV zip and HTML, so every format carries the same
 numbers. Nothing here touches the database.
+
+Size rule: a document's tables are summaries whose length is set by the design (arms, sites, visits,
+subgroups, MedDRA terms), never by the number of participants, and its figures draw aggregates or step
+arrays. Participant-level listings belong in the frozen datasets (CSV, downloaded beside the report): a
+DSMB PDF with a 100 000-row listing is unreadable, and rendering would grow with the trial.
+``tests/analysis/test_compute_scaling.py`` checks the rule.
 """
 
 from __future__ import annotations
@@ -10,9 +16,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pandas as pd
 from matplotlib.figure import Figure as MplFigure
+
+from analysis.report.figures import render_png
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,11 @@ class Figure:
     title: str
     draw: Callable[[], MplFigure]  # builds a new matplotlib Figure each call (renderers close it)
     note: str = ""
+
+    @cached_property
+    def png(self) -> bytes:
+        """The figure as PNG, drawn once per document: the PDF and HTML renderers embed the same bytes."""
+        return render_png(self.draw)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from analysis.report.document import Figure, ReportDocument, Table
-from analysis.report.figures import render_png
 from analysis.report.render_csv import is_missing, table_frame, utc
 
 MISSING = "—"
@@ -132,7 +131,7 @@ def _table_html(table: Table, number: int) -> str:
 
 
 def _figure_html(figure: Figure, number: int) -> str:
-    encoded = base64.b64encode(render_png(figure.draw)).decode("ascii")
+    encoded = base64.b64encode(figure.png).decode("ascii")
     alt = figure.title + (f". {figure.note}" if figure.note else "")
     caption = f"Figure {number}. {_text(figure.title)}"
     if figure.note:

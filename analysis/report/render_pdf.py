@@ -45,7 +45,6 @@ from reportlab.platypus import TableStyle as PdfTableStyle
 from reportlab.platypus.tableofcontents import TableOfContents
 
 from analysis.report.document import Figure, ReportDocument, Section, Table
-from analysis.report.figures import render_png
 from analysis.report.render_csv import table_frame, utc
 from analysis.report.render_html import formatted_rows, numeric_columns
 
@@ -484,7 +483,7 @@ def _table_flowables(table: Table, number: int, styles: _Styles) -> tuple[str, l
 
 
 def _figure_flowables(figure: Figure, number: int, styles: _Styles) -> list[Flowable]:
-    png = render_png(figure.draw)
+    png = figure.png
     pixels_wide, pixels_high = ImageReader(io.BytesIO(png)).getSize()
     width = _frame_width("portrait")
     height = width * pixels_high / pixels_wide

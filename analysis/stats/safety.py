@@ -53,8 +53,8 @@ def _events_with_arm(
     missing: str,
 ) -> tuple[pd.DataFrame, int]:
     events, n_excluded = apply_missing_policy(adverse_events, [participant, *columns], missing, "adverse_events")
-    unknown = set(events[participant]) - set(population[participant])
-    if unknown:
+    unknown = pd.unique(events.loc[~events[participant].isin(population[participant]), participant])
+    if len(unknown):
         raise ValueError(
             f"adverse_events has {len(unknown)} participant id(s) not in participants "
             "(the safety population), "
@@ -92,8 +92,14 @@ def _incidence(
     participants_with_event: pd.DataFrame, population: pd.DataFrame, participant: str, arm: str, level: float
 ) -> pd.DataFrame:
     """Participants with at least one event per arm; every arm appears, with 0 where nobody had one."""
-    denominators = population.groupby(arm)[participant].nunique()
-    counts = participants_with_event.groupby(arm)[participant].nunique().reindex(denominators.index, fill_value=0)
+    # distinct (arm, participant) pairs counted per arm: groupby().nunique() is several times slower on strings
+    denominators = population.drop_duplicates([arm, participant]).groupby(arm).size()
+    counts = (
+        participants_with_event.drop_duplicates([arm, participant])
+        .groupby(arm)
+        .size()
+        .reindex(denominators.index, fill_value=0)
+    )
     table = _proportion_rows(counts, denominators, level)
     table.index.name = "arm"
     return table.reset_index()

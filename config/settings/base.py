@@ -6,6 +6,13 @@ Environment variables:
     SECRET_KEY      required in production.
     DEBUG           "1"/"true" to enable debug pages.
     ALLOWED_HOSTS   comma-separated host names.
+    SESSION_IDLE_MINUTES      minutes of inactivity after which a session ends (default 30).
+    SESSION_ABSOLUTE_HOURS    hours after login after which a session ends however active (default 12).
+    TRUSTED_PROXY_COUNT       reverse proxies in front of the app that append to X-Forwarded-For (default 0:
+                              the client address is the socket's, and X-Forwarded-For is ignored).
+    SECURITY_ALERT_EMAILS     comma-separated addresses told at once of an account lockout.
+    AUDIT_ALERT_EMAILS        comma-separated addresses told when the audit trail fails verification
+                              (default: SECURITY_ALERT_EMAILS).
 """
 
 from __future__ import annotations
@@ -56,7 +63,13 @@ INSTALLED_APPS = [
     "django_celery_results",
     "pgtrigger",
     "pghistory",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "csp",
     "audit",
+    "accounts",
     "trials",
     "participants",
     "analysis",
@@ -64,15 +77,23 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Marks the user verified when the session holds a confirmed OTP device (request.user.is_verified()).
+    "django_otp.middleware.OTPMiddleware",
+    # Before the MFA gate: an expired session is ended first, whatever its MFA state.
+    "accounts.middleware.SessionLifetimeMiddleware",
+    "accounts.middleware.MfaRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # After authentication, so the audit context knows the user.
     "audit.middleware.AuditContextMiddleware",
+    # Last, as django-axes asks: turns a lockout flagged during authentication into the lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -125,6 +146,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes must come first: it refuses a locked-out (username, address) before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -147,11 +173,70 @@ STORAGES = {
 }
 # Report artifacts live outside the web root and are served only through authorised views.
 ARTIFACT_ROOT = VAR_DIR / "artifacts"
+# Largest import upload (page and API); a bigger request is refused with 413 before its body is read.
+# A 1,000,000-row outcome CSV is about 60 MB.
+IMPORT_UPLOAD_MAX_BYTES = 200 * 1024 * 1024
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Sessions (R25): ended server-side after SESSION_IDLE_SECONDS without a request, and SESSION_ABSOLUTE_SECONDS
+# after login however active (accounts.middleware.SessionLifetimeMiddleware); the cookie dies with the browser.
+SESSION_IDLE_SECONDS = int(os.environ.get("SESSION_IDLE_MINUTES", "30")) * 60
+SESSION_ABSOLUTE_SECONDS = int(os.environ.get("SESSION_ABSOLUTE_HOURS", "12")) * 3600
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# Brute-force lockout (R13, R23): 5 failures for one user name from one address lock that pair for an hour;
+# login, API token and e-signature all count. The client address is the socket's unless the deployment
+# says how many proxies append to X-Forwarded-For: a header the client wrote itself is then never believed.
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = 1  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The hour counts from the lockout: further attempts are refused but do not extend it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_CALLABLE = "accounts.views.lockout_response"  # a page for browsers, the error JSON for the API
+# Its start-up banner would otherwise open the output of every management command.
+AXES_VERBOSE = False
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+if TRUSTED_PROXY_COUNT:
+    AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+# Who is e-mailed at once when an account is locked out (11.300(d)).
+ADMINS = [(address, address) for address in env_list("SECURITY_ALERT_EMAILS", [])]
+# Who is e-mailed when the daily audit-trail verification fails (R4); empty: the ADMINS above.
+AUDIT_ALERT_EMAILS = env_list("AUDIT_ALERT_EMAILS", [])
+
+# Multi-factor authentication (R24): TOTP with django-otp. Wrong codes slow the device down exponentially
+# (1 s, 2 s, 4 s, …); a code is accepted once (the device remembers its last time step).
+OTP_TOTP_ISSUER = "ExoTrial"
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+MFA_BACKUP_TOKEN_COUNT = 10
+# Nobody, not even a superuser, reads another user's TOTP secret or QR code in the admin.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
+# Content-Security-Policy: scripts and styles from our own static files only; report figures are data: images.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # Audit trail (django-pghistory): the context (user, reason, url) is stored as JSON inside every
 # event row, so an audit event is self-contained and its table can be strictly append-only.
@@ -168,7 +253,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # Refuses the token of a user who needs MFA (or has enrolled) unless it was issued against a TOTP code.
+        "accounts.authentication.MfaTokenAuthentication",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -200,6 +286,7 @@ SPECTACULAR_SETTINGS = {
         "EndpointKindEnum": "trials.models.protocol.Endpoint.Kind",
         "EligibilityKindEnum": "trials.models.protocol.EligibilityCriterion.Kind",
         "ImportKindEnum": "participants.models.imports.ImportJob.Kind",
+        "ParticipantStatusEnum": "participants.models.participant.Participant.Status",
     },
 }
 
@@ -243,6 +330,8 @@ CELERY_TIMEZONE = "UTC"
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = "exotrial@localhost"
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_SUBJECT_PREFIX = "[ExoTrial] "
 
 LOGGING = {
     "version": 1,
@@ -261,4 +350,6 @@ CELERY_BEAT_SCHEDULE = {
     "check-planned-looks": {"task": "analysis.check_planned_looks", "schedule": crontab(hour=6, minute=15)},
     # https://crontab.guru/#*/10_*_*_*_* — every 10 minutes: a run whose worker died is marked failed
     "mark-stuck-analysis-runs": {"task": "analysis.mark_stuck_runs", "schedule": crontab(minute="*/10")},
+    # https://crontab.guru/#30_2_*_*_* — daily 02:30 UTC: recompute the audit hash chain, alert on a break (R4)
+    "verify-audit-trail": {"task": "audit.verify_audit_trail", "schedule": crontab(hour=2, minute=30)},
 }

@@ -29,7 +29,6 @@ SESSION_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = True
 X_FRAME_OPTIONS = "DENY"
-SESSION_COOKIE_AGE = 30 * 60
-SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# Idle (30 min) and absolute (12 h) session timeouts are enforced server-side in every mode (base.py).
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

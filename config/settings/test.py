@@ -5,7 +5,9 @@ from config.settings.base import VAR_DIR, celery_broker, database_settings
 
 DEBUG = False
 DATABASES = {"default": database_settings(throwaway=True)}
+# Speed only: base.py (and so production) hash with Argon2 first, which tests/accounts checks.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ADMINS = [("Security officer", "security@exotrial.example.org")]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

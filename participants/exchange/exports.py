@@ -1,7 +1,11 @@
 """Participant-level data exports: one table per domain as CSV (files or a streamed response) and XLSX.
 
-Every table is read with ``.values_list(...).iterator(chunk_size=...)``, so a million-row table is never
-held in memory: rows go from the database cursor to the file or the HTTP response as they arrive.
+A CSV table is written by PostgreSQL itself: ``COPY (SELECT …) TO STDOUT (FORMAT csv)`` over the same query
+the ORM builds, with every column formatted in SQL exactly as ``csv_value`` formats it in Python (booleans
+``true``/``false``, ISO dates, UTC times as ``isoformat()`` writes them, floats exact with ``.0`` on whole
+numbers, formula-safe text) and CRLF line ends. Python only passes the bytes on in chunks of whole rows, so a
+million-row table costs about what COPY costs and is never held in memory. XLSX, ODM and SDTM read rows with
+``.values_list(...).iterator(chunk_size=...)`` (``TrialExport.rows``) and format them in Python.
 
 The exporting user decides what is exported, exactly as in the user interface:
 
@@ -14,23 +18,25 @@ The exporting user decides what is exported, exactly as in the user interface:
   a data set.
 
 Text cells that a spreadsheet would evaluate (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) are
-prefixed with ``'``; numbers, negative ones included, stay numbers (the report renderers' rules, reused).
+prefixed with ``'``; numbers, negative ones included, stay numbers. The rule is the report renderers'
+(``analysis.report.render_csv.neutralise_formula``), reused as is for XLSX; the CSV uses its SQL twin
+``neutralised_sql``, built from the same list of prefixes.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db import models
+from django.db import connection, models
 from django.http import StreamingHttpResponse
 from openpyxl import Workbook
 
-from analysis.report.render_csv import csv_value
+from analysis.report.render_csv import FORMULA_PREFIXES, csv_value
 from analysis.report.render_xlsx import cell_value
 from participants.meddra import SOC_NAMES
 from participants.models import (
@@ -41,6 +47,7 @@ from participants.models import (
     Participant,
     ProtocolDeviation,
     Randomization,
+    Signature,
     Visit,
 )
 from participants.selectors import participants_visible
@@ -49,9 +56,10 @@ from trials.policies.access import Capability, require
 from trials.policies.blinding import hidden_fields, sees_allocation
 
 MASKED = "MASKED"
-# Rows fetched per round trip from the server-side cursor, and rows per chunk of a streamed CSV response.
+# Rows fetched per round trip from the server-side cursor (XLSX, ODM, SDTM), and rows per chunk of Python CSV.
 CHUNK_SIZE = 2000
-ROWS_PER_STREAMED_CHUNK = 500
+# A streamed CSV table goes out in chunks of whole rows of at least this many bytes (the last one may be smaller).
+STREAMED_CHUNK_BYTES = 64 * 1024
 DICTIONARY = "data_dictionary"
 DICTIONARY_COLUMNS = (
     "table",
@@ -90,6 +98,19 @@ _INTERNAL_TYPES = {
 
 
 @dataclass(frozen=True)
+class Conversion:
+    """A value derived from the stored one, alike in Python (XLSX, ODM, SDTM) and in SQL (the streamed CSV).
+
+    ``sql`` is a template over ``{value}``, the stored value's expression; its ``%s`` placeholders take ``params``.
+    Neither form sees a NULL: a missing value stays missing.
+    """
+
+    python: Callable[[object], object]
+    sql: str
+    params: tuple[object, ...] = ()
+
+
+@dataclass(frozen=True)
 class Column:
     """One exported column: where its value comes from and how it is described in the data dictionary."""
 
@@ -99,7 +120,7 @@ class Column:
     unit: str = ""
     # Model field whose presence in the blinding policy's hidden fields masks this column.
     masked_by: str = ""
-    convert: Callable[[object], object] | None = None
+    convert: Conversion | None = None
     type: str = ""
 
 
@@ -134,8 +155,22 @@ def _soc_name(value: object) -> str:
     return SOC_NAMES.get(str(value), "") if value else ""
 
 
-def _subject(protocol_code: str) -> Callable[[object], str]:
-    return lambda screening_number: f"{protocol_code}-{screening_number}"
+# Python sorts the codes by code point; so does the "C" collation.
+STRATA_TEXT = Conversion(
+    _strata_text,
+    "(SELECT string_agg(key || '=' || value, '; ' ORDER BY key COLLATE \"C\") FROM jsonb_each_text({value}))",
+)
+SOC_NAME = Conversion(
+    _soc_name,
+    "coalesce((SELECT name FROM unnest(%s::text[], %s::text[]) AS soc(code, name) WHERE soc.code = {value}), '')",
+    (list(SOC_NAMES), list(SOC_NAMES.values())),
+)
+
+
+def _subject(protocol_code: str) -> Conversion:
+    return Conversion(
+        lambda screening_number: f"{protocol_code}-{screening_number}", "%s || {value}", (f"{protocol_code}-",)
+    )
 
 
 def table_specs(trial: Trial) -> dict[str, TableSpec]:
@@ -158,7 +193,7 @@ def table_specs(trial: Trial) -> dict[str, TableSpec]:
                 Column("sex", "sex"),
                 Column("birth_year", "birth_year"),
                 Column("age_at_screening", "age_at_screening", "Age at screening", unit="years"),
-                Column("strata", "strata", "Stratification factor levels (code=level)", convert=_strata_text),
+                Column("strata", "strata", "Stratification factor levels (code=level)", convert=STRATA_TEXT),
                 Column("consent_date", "consent_date", "Informed consent date"),
                 Column("consent_version", "consent_version", "Informed consent form version"),
                 Column("screen_failure_criterion", "screen_failure_criterion__code", "Failed eligibility criterion"),
@@ -240,7 +275,7 @@ def table_specs(trial: Trial) -> dict[str, TableSpec]:
                 Column("subject_id", "participant__screening_number", "Subject identifier (USUBJID)", convert=subject),
                 Column("term", "term", "Verbatim term"),
                 Column("soc_code", "soc", "MedDRA system organ class code"),
-                Column("soc_name", "soc", "MedDRA system organ class", convert=_soc_name, type="text"),
+                Column("soc_name", "soc", "MedDRA system organ class", convert=SOC_NAME, type="text"),
                 Column("onset_date", "onset_date"),
                 Column("stop_date", "stop_date"),
                 Column("grade", "grade", "CTCAE grade"),
@@ -321,6 +356,24 @@ def table_specs(trial: Trial) -> dict[str, TableSpec]:
                 Column("reopened_count", "reopened_count"),
             ),
         ),
+        # 21 CFR 11.50(b): the signature's manifestation travels with every export of the signed casebook.
+        TableSpec(
+            "signatures",
+            "Casebook e-signatures",
+            Signature,
+            "participant",
+            ("participant__screening_number", "signed_at", "pk"),
+            (
+                Column("record_id", "pk", "Record identifier"),
+                Column("subject_id", "participant__screening_number", "Subject identifier (USUBJID)", convert=subject),
+                Column("signer_name", "signer_name", "Printed name of the signer"),
+                Column("signed_at", "signed_at", "Signed at (UTC)"),
+                Column("meaning", "meaning", "Meaning of the signature"),
+                Column("content_hash", "content_hash", "SHA-256 of the casebook as signed"),
+                Column("invalidated_at", "invalidated_at", "Invalidated at (UTC); empty while valid"),
+                Column("invalidated_reason", "invalidated_reason", "Why the signature was invalidated"),
+            ),
+        ),
     ]
     return {spec.name: spec for spec in specs}
 
@@ -350,6 +403,42 @@ def _label(column: Column, model_field: models.Field) -> str:
 
 def _choices_text(choices) -> str:
     return "; ".join(f"{value}={label}" for value, label in choices)
+
+
+def neutralised_sql(text: str) -> str:
+    """SQL twin of ``neutralise_formula``: the SQL text expression ``text`` with ``'`` before a formula start."""
+    starts = ", ".join("E'" + prefix.replace("\t", "\\t").replace("\r", "\\r") + "'" for prefix in FORMULA_PREFIXES)
+    return f"CASE WHEN left({text}, 1) IN ({starts}) THEN '''' || {text} ELSE {text} END"
+
+
+# repr() writes a whole float below 1e16 with ".0"; PostgreSQL's shortest text (exact too) has no fraction and
+# switches to an exponent from 1e15 where repr() does from 1e16: either reads back as the same float.
+_FLOAT_TEXT = (
+    "CASE WHEN {v} = 'NaN' THEN NULL WHEN {v} = 'Infinity' THEN 'inf' WHEN {v} = '-Infinity' THEN '-inf' "
+    "WHEN {v} = trunc({v}) AND abs({v}) < 1e15 THEN {v}::text || '.0' ELSE {v}::text END"
+)
+# isoformat() of an aware UTC datetime: microseconds only when there are some.
+_DATETIME_TEXT = (
+    "to_char({v} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') "
+    "|| CASE WHEN extract(microseconds FROM {v})::bigint %% 1000000 <> 0 "
+    "THEN to_char({v} AT TIME ZONE 'UTC', '.US') ELSE '' END || '+00:00'"
+)
+
+
+def _csv_text_sql(value: str, field_type: str) -> str:
+    """The CSV text of ``value`` as ``csv_value`` writes it; NULL for an empty cell (COPY writes NULL unquoted)."""
+    if field_type == "boolean":
+        return f"CASE WHEN {value} THEN 'true' WHEN NOT {value} THEN 'false' END"
+    if field_type == "integer":
+        return f"{value}::text"
+    if field_type == "float":
+        return "(" + _FLOAT_TEXT.format(v=value) + ")"
+    if field_type == "date":
+        return f"to_char({value}, 'YYYY-MM-DD')"
+    if field_type == "datetime":
+        return "(" + _DATETIME_TEXT.format(v=value) + ")"
+    # COPY writes an empty string as "" to tell it from NULL; csv.writer writes both as nothing.
+    return "NULLIF(" + neutralised_sql(f"{value}::text") + ", '')"
 
 
 class TrialExport:
@@ -385,7 +474,7 @@ class TrialExport:
             if column.lookup not in lookups:
                 lookups.append(column.lookup)
             index = lookups.index(column.lookup)
-            convert = column.convert
+            convert = column.convert.python if column.convert else None
             readers.append(
                 (lambda row, i=index, f=convert: None if row[i] is None else f(row[i]))
                 if convert
@@ -393,6 +482,44 @@ class TrialExport:
             )
         for row in self.queryset(spec).values_list(*lookups).iterator(chunk_size=CHUNK_SIZE):
             yield tuple(read(row) for read in readers)
+
+    def csv_select(self, name: str) -> tuple[str, list[object]]:
+        """The SQL and parameters of one table's CSV rows: each cell's text exactly as ``csv_value`` writes it.
+
+        The ORM's own query (the filter, scope and order of ``rows``) is wrapped twice: once to derive the exported
+        values (conversions; a masked column is the constant ``MASKED`` and is never selected), once to format them.
+        """
+        spec = self.specs[name]
+        lookups: list[str] = []
+        for column in spec.columns:
+            if not self.masked(spec, column) and column.lookup not in lookups:
+                lookups.append(column.lookup)
+        inner, inner_params = self.queryset(spec).values_list(*lookups).query.sql_with_params()
+        values: list[str] = []
+        texts: list[str] = []
+        params: list[object] = []
+        for position, column in enumerate(spec.columns):
+            if self.masked(spec, column):
+                values.append(f"%s::text AS v{position}")
+                params.append(MASKED)
+                texts.append(f"v{position}")
+                continue
+            value = f"c{lookups.index(column.lookup)}"
+            field_type = _INTERNAL_TYPES.get(resolve_field(spec.model, column.lookup).get_internal_type(), "text")
+            if column.convert:
+                value = f"CASE WHEN {value} IS NOT NULL THEN {column.convert.sql.format(value=value)} END"
+                params.extend(column.convert.params)
+                field_type = "text"
+            values.append(f"{value} AS v{position}")
+            texts.append(_csv_text_sql(f"v{position}", field_type))
+        aliases = ", ".join(f"c{position}" for position in range(len(lookups)))
+        # OFFSET 0 keeps the planner from substituting each derived value into every place the formatting uses it.
+        # Plain projections of an ordered subquery keep its order (no join, sort or aggregate above it).
+        select = (
+            f"SELECT {', '.join(texts)} FROM ("  # noqa: S608 - every value is a parameter
+            f"SELECT {', '.join(values)} FROM ({inner}) AS exported({aliases}) OFFSET 0) AS derived"
+        )
+        return select, params + list(inner_params)
 
     def dictionary_rows(self) -> Iterator[tuple]:
         for spec in self.specs.values():
@@ -487,11 +614,47 @@ def _csv_chunks(table: ExportTable) -> Iterator[str]:
     batch: list[str] = []
     for row in table.rows():
         batch.append(writer.writerow([csv_value(value) for value in row]))
-        if len(batch) >= ROWS_PER_STREAMED_CHUNK:
+        if len(batch) >= CHUNK_SIZE:
             yield "".join(batch)
             batch = []
     if batch:
         yield "".join(batch)
+
+
+def _crlf_text(rows: list) -> str:
+    """COPY's rows (each ended by one newline) as text with the CRLF line ends csv.writer writes."""
+    data = b"".join(rows)
+    if b'"' not in data:  # no quoted field, so every newline ends a row
+        return data.replace(b"\n", b"\r\n").decode("utf-8")
+    return b"".join(bytes(row[:-1]) + b"\r\n" for row in rows).decode("utf-8")
+
+
+def _chunks_of_rows(rows: Iterable) -> Iterator[str]:
+    batch: list = []
+    size = 0
+    for row in rows:  # libpq hands COPY data over one row at a time
+        batch.append(row)
+        size += len(row)
+        if size >= STREAMED_CHUNK_BYTES:
+            yield _crlf_text(batch)
+            batch, size = [], 0
+    if batch:
+        yield _crlf_text(batch)
+
+
+def _copy_csv_chunks(export: TrialExport, table: ExportTable) -> Iterator[str]:
+    writer = csv.writer(_Echo(), lineterminator="\r\n")
+    # The header goes out before the query, so a client sees the download start at once.
+    yield writer.writerow([csv_value(column) for column in table.columns])
+    select, params = export.csv_select(table.name)
+    # The psycopg cursor itself: Django's debug wrapper (DEBUG=True) has a copy() without parameters.
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY ({select}) TO STDOUT (FORMAT csv)", params) as copy:
+        yield from _chunks_of_rows(copy)
+
+
+def _table_chunks(export: TrialExport, table: ExportTable) -> Iterator[str]:
+    """A table's CSV text: a domain table straight from COPY, the data dictionary from Python."""
+    return _copy_csv_chunks(export, table) if table.name in export.specs else _csv_chunks(table)
 
 
 def stream_csv(*, trial: Trial, user, table: str) -> Iterator[str]:
@@ -500,10 +663,11 @@ def stream_csv(*, trial: Trial, user, table: str) -> Iterator[str]:
     Authorization and the table name are checked here, before the first chunk is requested, so the caller
     gets ``PermissionDenied`` or ``KeyError`` instead of a response that breaks off.
     """
-    tables = export_tables(trial=trial, user=user)
+    export = TrialExport(trial=trial, user=user)
+    tables = export.tables()
     if table not in tables:
         raise KeyError(f"No export table {table!r}; choose one of {', '.join(tables)}.")
-    return _csv_chunks(tables[table])
+    return _table_chunks(export, tables[table])
 
 
 def csv_streaming_response(*, trial: Trial, user, table: str) -> StreamingHttpResponse:
@@ -516,14 +680,14 @@ def csv_streaming_response(*, trial: Trial, user, table: str) -> StreamingHttpRe
 
 def write_csv_export(*, trial: Trial, user, out_dir: str | os.PathLike[str]) -> list[Path]:
     """One UTF-8 CSV per table plus ``data_dictionary.csv`` in ``out_dir``; returns the files written."""
-    tables = export_tables(trial=trial, user=user)  # authorizes before anything touches the disk
+    export = TrialExport(trial=trial, user=user)  # authorizes before anything touches the disk
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, table in tables.items():
+    for name, table in export.tables().items():
         path = folder / f"{name}.csv"
         with path.open("w", encoding="utf-8", newline="") as handle:
-            for chunk in _csv_chunks(table):
+            for chunk in _table_chunks(export, table):
                 handle.write(chunk)
         written.append(path)
     return written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -137,7 +138,16 @@ class Signature(models.Model):
 
     class Meta:
         ordering = ["-signed_at"]
-        triggers = require_reason_triggers()
+        triggers = [
+            *require_reason_triggers(),
+            # 11.70: a signature can be invalidated, never moved to other content, another casebook or signer,
+            # nor removed. Enforced by the database, so no code path (admin, raw SQL, bulk update) can do it.
+            pgtrigger.ReadOnly(
+                name="signature_link_immutable",
+                fields=["participant", "signer", "signer_name", "signed_at", "meaning", "content_hash"],
+            ),
+            pgtrigger.Protect(name="signature_not_deleted", operation=pgtrigger.Delete),
+        ]
 
     def __str__(self) -> str:
         return f"{self.signer_name}, {self.signed_at:%Y-%m-%d %H:%M} UTC: {self.get_meaning_display()}"

@@ -18,6 +18,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.utils import timezone
 
+from accounts.exceptions import ReauthenticationError
+from accounts.services.reauthentication import credentials_reverify
 from audit.context import audit_context
 from participants.exceptions import DataValidationError, SignatureAuthenticationError
 from participants.models import (
@@ -84,12 +86,15 @@ def casebook_hash(participant: Participant) -> str:
     return sha256_of(content)
 
 
-def casebook_sign(*, participant: Participant, user, password: str, meaning: str) -> Signature:
-    """Sign the participant's casebook as it is now, after re-entering the password.
+def casebook_sign(
+    *, participant: Participant, user, password: str, meaning: str, otp_code: str = "", request=None
+) -> Signature:
+    """Sign the participant's casebook as it is now, after re-entering the password (and authenticator code).
 
     Part 11.200 wants each signing to be a deliberate act by the genuine owner of the account, so a logged-in
-    session is not enough: the password is checked again, and a wrong one stores nothing. Signing is allowed on
-    a locked casebook (sign-off usually follows the lock) because it changes no clinical value.
+    session is not enough: the password is checked again, and a user with an authenticator gives a current code
+    too. A wrong one stores nothing and, given the ``request``, counts toward the account's lockout (R13). Signing
+    is allowed on a locked casebook (sign-off usually follows the lock) because it changes no clinical value.
     """
     trial = participant.trial
     require(user, trial, Capability.ENTER_DATA)
@@ -101,10 +106,11 @@ def casebook_sign(*, participant: Participant, user, password: str, meaning: str
             errors={"meaning": "Not a known signature meaning."},
             field="meaning",
         )
-    if not password or not user.check_password(password):
-        raise SignatureAuthenticationError(
-            "The password is not correct; the casebook was not signed.", field="password"
-        )
+    try:
+        credentials_reverify(user=user, password=password, otp_code=otp_code, request=request)
+    except ReauthenticationError as error:
+        message = f"{error.message} The casebook was not signed."
+        raise SignatureAuthenticationError(message, field=error.field) from error
     with transaction.atomic(), audit_context(reason=f"casebook signed ({meaning})", user=user):
         # No row lock: if a change commits between hashing and storing, the stored hash no longer matches and
         # the signature shows as invalid at once: the safe direction.
@@ -115,6 +121,12 @@ def casebook_sign(*, participant: Participant, user, password: str, meaning: str
             meaning=meaning,
             content_hash=casebook_hash(participant),
         )
+
+
+def signature_manifestation(signature: Signature) -> str:
+    """The signature as every display and export shows it (11.50): printed name, UTC ISO 8601 time, meaning."""
+    signed_at = signature.signed_at.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return f"{signature.signer_name}, {signed_at}, {signature.get_meaning_display()}"
 
 
 def signature_is_valid(signature: Signature) -> bool:

@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from accounts.testing import log_in
 from analysis.compute import compute
 from analysis.models import AnalysisRun, ArtifactDownload
 from analysis.services import (
@@ -156,6 +157,7 @@ def test_final_primary_analysis_recovers_the_true_effect(final_run):
         assert contrast["ci_lower"] < demo.TRUE_EFFECT[contrast["arm"]] < contrast["ci_upper"]
 
 
+@pytest.mark.req("R21", "R39")
 def test_recompute_from_frozen_datasets_equals_stored_results(interim_run, final_run):
     for run in (interim_run, final_run):
         ok, problems = analysis_run_verify(run=run)
@@ -165,6 +167,7 @@ def test_recompute_from_frozen_datasets_equals_stored_results(interim_run, final
     assert "verified" in out.getvalue()
 
 
+@pytest.mark.req("R21")
 def test_verification_detects_an_altered_dataset(final_run, tmp_path, settings):
     import shutil
 
@@ -223,6 +226,7 @@ def arm_strings(trial) -> list[re.Pattern]:
     return patterns
 
 
+@pytest.mark.req("R20")
 def test_open_artifacts_contain_no_treatment_information(interim_run, demo_trial):
     patterns = arm_strings(demo_trial)
     open_artifacts = interim_run.artifacts.filter(audience="open")
@@ -281,6 +285,7 @@ def test_run_analysis_command_writes_the_documented_layout(demo_trial, tmp_path)
         call_command("run_analysis", "EXO-OA-201", "--kind", "final", "--out", str(out), stdout=io.StringIO())
 
 
+@pytest.mark.req("R20")
 def test_only_the_unblinded_statistician_requests_analyses(demo_trial):
     from analysis.services import AnalysisRequestError
 
@@ -303,8 +308,9 @@ def test_only_the_unblinded_statistician_requests_analyses(demo_trial):
         ("demo-sponsor", "datasets", 404),
     ],
 )
+@pytest.mark.req("R20", "R27")
 def test_downloads_follow_the_report_policy_and_are_audited(client, interim_run, username, audience, status):
-    client.force_login(get_user_model().objects.get(username=username))
+    log_in(client, username)
     artifact = interim_run.artifacts.filter(audience=audience).order_by("name").first()
     before = ArtifactDownload.objects.count()
     response = client.get(f"/trials/EXO-OA-201/analyses/{interim_run.pk}/artifacts/{artifact.pk}/")

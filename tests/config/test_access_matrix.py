@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from accounts.testing import log_in
 from participants.models import DoseAdministration, Participant, UnblindingEvent
 from trials.formatting import scientific
 from trials.models import Arm, Role, TrialMembership
@@ -31,6 +32,8 @@ ROLES = {
     Role.SPONSOR_VIEWER: "demo-sponsor",
 }
 UNBLINDED = {Role.UNBLINDED_STATISTICIAN, Role.DSMB_MEMBER}
+# Staff (the admin) and the roles that see unblinded or lockable data work only in an MFA-verified session.
+MFA_ROLES = {Role.COORDINATOR, Role.DATA_MANAGER, Role.UNBLINDED_STATISTICIAN, Role.DSMB_MEMBER}
 ADMIN_STAFF = {Role.COORDINATOR, Role.DATA_MANAGER}
 PARTICIPANT_READERS = {
     Role.COORDINATOR,
@@ -144,9 +147,9 @@ def concrete_urls(route: str) -> list[str]:
     )
     if "<path:content_type_id>" in url:
         url = url.replace("<path:content_type_id>", "1").replace("<path:object_id>", "1")
-    if "<path:object_id>" in url or "<id>" in url:
+    if "<path:object_id>" in url or "<id>" in url or "<int:pk>" in url:
         object_id = object_id_for(route)
-        url = url.replace("<path:object_id>", object_id).replace("<id>", object_id)
+        url = url.replace("<path:object_id>", object_id).replace("<id>", object_id).replace("<int:pk>", object_id)
     return ["/" + url]
 
 
@@ -173,8 +176,11 @@ def admin_expectation(role, name: str | None, route: str) -> int:  # noqa: C901 
     if name is not None and name.endswith("_password_change"):
         view = "password"
     if app_label not in {"trials", "participants"}:
-        # no permission on other apps; "history" of a missing object (no task results yet) redirects
-        missing_object = app_label in ("django_celery_results", "authtoken") and view == "history"
+        # no permission on other apps (task results, tokens, OTP devices, lockout records); "history" of a missing
+        # object redirects before any permission check
+        from django.apps import apps
+
+        missing_object = view == "history" and not apps.get_model(app_label, model_name).objects.exists()
         return 302 if view == "redirect" or missing_object else 403
     if view == "redirect":
         return 302
@@ -200,6 +206,10 @@ def page_expectation(role, name: str | None, route: str) -> int:
         return 302
     if name in POST_ONLY:
         return 405
+    if name in ("mfa_verify", "mfa_backup_codes"):
+        return 302  # the session is already verified (or has no authenticator); codes are shown only after enrolment
+    if name == "mfa_enrol":  # optional for roles without MFA; those with an authenticator are sent to verify
+        return 302 if role in MFA_ROLES else 200
     rules = {
         "home": MEMBERS,
         "screen": {Role.SITE_STAFF},
@@ -226,6 +236,8 @@ def page_expectation(role, name: str | None, route: str) -> int:
         "overview": {Role.UNBLINDED_STATISTICIAN},
         "balance": {Role.UNBLINDED_STATISTICIAN},
         "simulate": {Role.UNBLINDED_STATISTICIAN},
+        "password_change": MEMBERS,
+        "password_change_done": MEMBERS,
     }
     if name == "import_job":  # nobody has an import 999999
         return 404 if role in PARTICIPANT_READERS else 403
@@ -265,7 +277,8 @@ API_RULES = {
     "api-deviations": PARTICIPANT_READERS,
     "api-queries": PARTICIPANT_READERS,
     "api-history": PARTICIPANT_READERS,
-    "api-export-table": PARTICIPANT_READERS, "api-export": PARTICIPANT_READERS,
+    "api-export-table": PARTICIPANT_READERS,
+    "api-export": PARTICIPANT_READERS,
     "api-runs": REPORT_READERS,
     "api-run": REPORT_READERS,
     "api-run-artifacts": REPORT_READERS,
@@ -323,11 +336,12 @@ def leaks(body: str) -> list[str]:
     return [pattern.pattern for pattern in arm_patterns() if pattern.search(body)]
 
 
+@pytest.mark.req("R14", "R15", "R16")
 @pytest.mark.parametrize("role", list(ROLES), ids=str)
 def test_every_url_for_every_role(client, demo_trial, demo_runs, role):
     username = ROLES[role]
     if username:
-        client.force_login(get_user_model().objects.get(username=username))
+        log_in(client, username)  # verified with MFA for the roles that need it
     failures = []
     for name, route in ROUTES:
         for url in concrete_urls(route):
@@ -351,7 +365,7 @@ def test_the_matrix_covers_every_page_and_a_blinded_page_really_is_checked(demo_
     from django.test import Client
 
     client = Client()
-    client.force_login(get_user_model().objects.get(username="demo-unblinded-stat"))
+    log_in(client, "demo-unblinded-stat")
     body = client.get("/trials/EXO-OA-201/participants/").content.decode()
     assert leaks(body)
     assert len(ROUTES) > 100
@@ -367,6 +381,7 @@ def test_the_matrix_covers_every_page_and_a_blinded_page_really_is_checked(demo_
         {"status": "completed", "arm": "PBO"},
     ],
 )
+@pytest.mark.req("R16", "R26")
 def test_filtering_or_ordering_by_arm_reveals_nothing_to_blinded_users(client, demo_trial, query):
     client.force_login(get_user_model().objects.get(username="demo-blinded-stat"))
     baseline = client.get("/trials/EXO-OA-201/participants/", {k: v for k, v in query.items() if k == "status"})
@@ -380,8 +395,9 @@ def listed_participants(response) -> list[str]:
     return re.findall(r'participants/\d+/">([^<]+)</a>', response.content.decode())
 
 
+@pytest.mark.req("R16")
 def test_admin_refuses_arm_lookups_in_the_query_string(client, demo_trial):
-    client.force_login(get_user_model().objects.get(username="demo-coordinator"))
+    log_in(client, "demo-coordinator")
     response = client.get("/admin/participants/participant/", {"randomization__arm__code": "HIGH"})
     # Django admin refuses lookups that are not declared filters (DisallowedModelAdminLookup)
     assert response.status_code == 400

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from django.conf import settings
 from django.db import connection
 
@@ -12,6 +13,7 @@ def test_database_is_postgresql():
     assert connection.vendor == "postgresql"
 
 
+@pytest.mark.req("R22")
 def test_production_settings_pass_the_deployment_checks():
     env = {
         **os.environ,

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings
@@ -50,14 +52,96 @@ def browser(monkeypatch):
         instance.close()
 
 
+# Runs in every document before its own scripts; DevTools-injected, so the page's policy does not block it.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  const blocked = event.blockedURI || "inline";
+  console.error(`CSP violation: ${event.violatedDirective} blocked ${blocked} on ${location.pathname}`);
+});
+"""
+
+
+def csp_violations(messages: list[str]) -> list[str]:
+    return [text for text in messages if "CSP violation" in text or "Content Security Policy" in text]
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     page = context.new_page()
     page.console_errors = []
     page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
     yield page
     context.close()
+    # Every browser test fails if a page broke its Content-Security-Policy (an inline script or style crept in).
+    violations = csp_violations(page.console_errors)
+    if violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(violations))
+
+
+def totp_now(secret: str) -> str:
+    """The code an authenticator app shows now for a base32 secret typed in from the enrolment page."""
+    from django_otp.oath import totp
+
+    return f"{totp(base64.b32decode(secret)):06d}"
+
+
+class BrowserLogin:
+    """Logs a page in through the real pages as a person would, including the MFA step of privileged roles.
+
+    First login of a privileged user: enrolment (the secret is read from the page, as typed into an app), then
+    the backup codes page, whose codes are kept. A later login of the same user in the same test answers the
+    code prompt with one of those backup codes (an app code of the same 30 s step would be a refused replay).
+    """
+
+    def __init__(self) -> None:
+        self.backup_codes: dict[str, list[str]] = {}
+
+    def __call__(self, page, base_url: str, username: str, password: str, *, path: str = "/accounts/login/"):
+        page.context.clear_cookies()
+        page.goto(f"{base_url}{path}")
+        page.fill("#id_username", username)
+        page.fill("#id_password", password)
+        page.click("#content [type=submit]")
+        page.wait_for_load_state()
+        self.second_factor(page, username)
+
+    def second_factor(self, page, username: str) -> None:
+        path = urlparse(page.url).path
+        if path == "/accounts/mfa/enrol/":
+            page.fill("#id_code", totp_now(page.inner_text("#totp-secret").replace(" ", "")))
+            page.click("#content [type=submit]")
+            page.wait_for_selector("#backup-codes")
+            self.backup_codes[username] = page.locator("#backup-codes li").all_inner_texts()
+            page.click("text=I have saved them, continue")
+            page.wait_for_load_state()
+        elif path == "/accounts/mfa/":
+            page.fill("#id_code", self.backup_codes[username].pop())
+            page.click("#content [type=submit]")
+            page.wait_for_load_state()
+
+
+@pytest.fixture
+def browser_log_in():
+    """``browser_log_in(page, base_url, username, password)``: logged in, with the MFA step done if required."""
+    return BrowserLogin()
+
+
+# The password every end-to-end test seeds its demo users with.
+PASSWORD = "browser-pass-2026"
+
+
+@pytest.fixture
+def log_in(browser_log_in):
+    """Log in through the real pages (MFA enrolment or a code where the role needs one) and land on the home page."""
+
+    def log_in(page, base_url, username):
+        browser_log_in(page, base_url, username, PASSWORD)
+        page.goto(f"{base_url}/")
+        page.wait_for_selector("text=My trials")
+
+    return log_in
 
 
 @pytest.fixture

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD
 from trials import demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PASSWORD = "browser-pass-2026"
 
 
 @pytest.fixture
@@ -17,11 +16,9 @@ def seeded(transactional_db):
     return {"site_pk": trial.sites.get(code="S01").pk}
 
 
-def test_coordinator_logs_in_and_reviews_the_demo_trial(seeded, live_server, page, screenshot):
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", "demo-coordinator")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+def test_coordinator_logs_in_and_reviews_the_demo_trial(seeded, live_server, page, screenshot, browser_log_in):
+    # the admin's own login page; the coordinator is staff, so the first login enrols an authenticator
+    browser_log_in(page, live_server.url, "demo-coordinator", PASSWORD, path="/admin/login/?next=/admin/")
     page.wait_for_selector("text=Trial set-up")
     screenshot("admin-index")
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD
 from trials import demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PASSWORD = "browser-pass-2026"
 
 
 @pytest.fixture
@@ -17,15 +16,7 @@ def seeded(transactional_db):
     return {"arm_names": list(trial.arms.values_list("name", flat=True))}
 
 
-def log_in(page, base_url, username):
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=My trials")
-
-
-def test_site_staff_randomize_then_unblind_in_an_emergency(seeded, live_server, page, screenshot):
+def test_site_staff_randomize_then_unblind_in_an_emergency(seeded, live_server, page, screenshot, log_in):
     log_in(page, live_server.url, "demo-site")
     screenshot("site-home")
     page.click("text=EXO-OA-201")
@@ -55,7 +46,7 @@ def test_site_staff_randomize_then_unblind_in_an_emergency(seeded, live_server, 
     assert page.console_errors == []
 
 
-def test_unblinded_statistician_reviews_balance_and_simulates(seeded, live_server, page, screenshot):
+def test_unblinded_statistician_reviews_balance_and_simulates(seeded, live_server, page, screenshot, log_in):
     log_in(page, live_server.url, "demo-unblinded-stat")
     page.goto(f"{live_server.url}/trials/EXO-OA-201/randomization/")
     screenshot("stat-allocation")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
+from tests.e2e.conftest import PASSWORD
 from trials import demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PASSWORD = "browser-pass-2026"
 
 
 @pytest.fixture
@@ -23,16 +22,7 @@ def interim(transactional_db):
     return {"run": run.pk}
 
 
-def log_in(page, base_url, username):
-    page.context.clear_cookies()
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=My trials")
-
-
-def test_dsmb_reads_the_closed_report_and_sponsor_only_the_open_one(interim, live_server, page, screenshot):
+def test_dsmb_reads_the_closed_report_and_sponsor_only_the_open_one(interim, live_server, page, screenshot, log_in):
     base = f"{live_server.url}/trials/EXO-OA-201/analyses/{interim['run']}/"
     log_in(page, live_server.url, "demo-dsmb")
     page.goto(base)

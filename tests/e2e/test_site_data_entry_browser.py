@@ -6,11 +6,10 @@ import datetime as dt
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD
 from trials import demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PASSWORD = "browser-pass-2026"
 
 
 @pytest.fixture
@@ -19,16 +18,9 @@ def seeded(transactional_db):
     return {"site_pk": str(trial.sites.get(code="S01").pk)}
 
 
-def log_in(page, base_url, username):
-    page.context.clear_cookies()
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=My trials")
-
-
-def test_nurse_enrolls_enters_a_visit_records_an_sae_doses_and_answers_a_query(seeded, live_server, page, screenshot):
+def test_nurse_enrolls_enters_a_visit_records_an_sae_doses_and_answers_a_query(
+    seeded, live_server, page, screenshot, log_in
+):
     base = live_server.url
     today = dt.datetime.now(dt.UTC).date().isoformat()
     log_in(page, base, "demo-site")

@@ -207,6 +207,7 @@ def test_consort_per_arm_shows_each_group_and_reasons():
     assert figures.render_png(lambda: figure).startswith(PNG_SIGNATURE)
 
 
+@pytest.mark.req("R20")
 def test_consort_pooled_discloses_no_arm():
     pooled = {
         "assessed": 312,

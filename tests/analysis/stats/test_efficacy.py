@@ -7,13 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from statsmodels.regression.linear_model import OLS
+from statsmodels.regression.mixed_linear_model import MixedLM
 
 from analysis.stats.efficacy import (
     ancova,
     cmh_test,
+    fisher_exact_pvalue,
     fisher_exact_test,
     logistic_odds_ratio,
     mixed_model_repeated_measures,
+    random_intercept_reml,
     rate_ratio,
     risk_difference,
     stratified_tables,
@@ -142,6 +146,72 @@ def test_mixed_model_rejects_bad_input(repeated_measures_trial):
         mixed_model_repeated_measures(broken, reference="placebo", primary_visit="week 12")
 
 
+def _missed_visits_design(trial: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(5)
+    data = trial.copy()
+    data.loc[(data["visit"] != "week 4") & (rng.uniform(size=len(data)) < 0.25), "value"] = np.nan
+    data = data.dropna(subset=["value"])
+    design = pd.get_dummies(data[["visit", "arm", "region"]], drop_first=True, dtype=float)
+    design.insert(0, "const", 1.0)
+    design["baseline"] = data["baseline"]
+    design["arm:week 4"] = design["visit_week 4"] * design["arm_placebo"]
+    design["arm:week 8"] = design["visit_week 8"] * design["arm_placebo"]
+    return data, design
+
+
+def test_random_intercept_reml_matches_statsmodels_mixedlm(repeated_measures_trial):
+    data, design = _missed_visits_design(repeated_measures_trial)
+    reference = MixedLM(data["value"], design, groups=data["participant_id"]).fit(reml=True)
+    fit = random_intercept_reml(data["value"].to_numpy(), design.to_numpy(), data["participant_id"].to_numpy())
+    assert fit.n_groups == data["participant_id"].nunique()
+    np.testing.assert_allclose(fit.coefficients, reference.fe_params.to_numpy(), atol=1e-5)
+    assert fit.random_intercept_variance == pytest.approx(float(reference.cov_re.iloc[0, 0]), rel=1e-4)
+    assert fit.residual_variance == pytest.approx(reference.scale, rel=1e-4)
+    # Model-based GLS standard errors at MixedLM's own variance estimates, written out group by group.
+    gamma = float(reference.cov_re.iloc[0, 0]) / reference.scale
+    information = np.zeros((design.shape[1], design.shape[1]))
+    for _, rows in design.groupby(data["participant_id"]):
+        block = rows.to_numpy()
+        inverse_v = np.eye(len(block)) - gamma / (1.0 + len(block) * gamma)
+        information += block.T @ inverse_v @ block
+    gls_se = np.sqrt(np.diag(reference.scale * np.linalg.inv(information)))
+    np.testing.assert_allclose(fit.standard_errors, gls_se, rtol=1e-4)
+    # MixedLM's observed information also carries fixed-by-variance cross terms: same to 3 digits.
+    np.testing.assert_allclose(fit.standard_errors, reference.bse_fe.to_numpy(), rtol=2e-3)
+
+
+def test_random_intercept_reml_on_the_boundary_is_ordinary_least_squares():
+    # Each participant's values are centred on their own mean plus the covariate effect, so the
+    # within-participant correlation is negative and the REML variance of the intercept sits at zero.
+    rng = np.random.default_rng(11)
+    participants = np.repeat(np.arange(60), 3)
+    x = rng.normal(size=len(participants))
+    noise = rng.normal(size=len(participants))
+    noise -= pd.Series(noise).groupby(participants).transform("mean").to_numpy()
+    y = 2.0 + 0.5 * x + noise
+    design = np.column_stack([np.ones_like(x), x])
+    fit = random_intercept_reml(y, design, participants)
+    ols = OLS(y, design).fit()
+    assert fit.random_intercept_variance == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(fit.coefficients, ols.params, atol=1e-6)
+    np.testing.assert_allclose(fit.standard_errors, ols.bse, rtol=1e-4)
+
+
+def test_random_intercept_reml_rejects_collinear_or_too_small_designs():
+    participants = np.repeat(np.arange(10), 2)
+    x = np.arange(20, dtype=float)
+    with pytest.raises(ValueError, match="not estimable"):
+        random_intercept_reml(x, np.column_stack([np.ones(20), x, 2 * x]), participants)
+    with pytest.raises(ValueError, match="not estimable"):
+        random_intercept_reml(x, np.column_stack([np.ones(20), np.zeros(20)]), participants)
+    with pytest.raises(ValueError, match="too few observations"):
+        random_intercept_reml(x[:2], np.column_stack([np.ones(2), x[:2]]), participants[:2])
+    with pytest.raises(ValueError, match="one row each"):
+        random_intercept_reml(x[:-1], np.column_stack([np.ones(20), x]), participants)
+    with pytest.raises(ValueError, match="finite"):
+        random_intercept_reml(np.where(x == 3, np.nan, x), np.column_stack([np.ones(20), x]), participants)
+
+
 # ------------------------------------------------------------------------------------------ binary
 
 
@@ -207,6 +277,21 @@ def test_fisher_exact_tea_tasting():
     assert greater.pvalue == pytest.approx(0.2429, abs=5e-5)
     assert greater.ci_lower == pytest.approx(0.3135693, rel=1e-4)
     assert math.isinf(greater.ci_upper)
+
+
+def test_fisher_exact_pvalue_alone_is_the_tests_pvalue():
+    # R: fisher.test(matrix(c(3, 1, 1, 3), 2))$p.value = 0.4857; alternative = "greater": 0.2429.
+    assert fisher_exact_pvalue(3, 4, 1, 4) == pytest.approx(0.4857, abs=5e-5)
+    assert (
+        fisher_exact_pvalue(3, 4, 1, 4, alternative="greater")
+        == fisher_exact_test(3, 4, 1, 4, alternative="greater").pvalue
+    )
+    # Thousands per arm (a 10 000-participant trial) stay fast and agree with the full test.
+    assert fisher_exact_pvalue(1400, 3300, 1100, 3350) == fisher_exact_test(1400, 3300, 1100, 3350).pvalue
+    with pytest.raises(ValueError, match="alternative"):
+        fisher_exact_pvalue(3, 4, 1, 4, alternative="both")
+    with pytest.raises(ValueError, match="x1"):
+        fisher_exact_pvalue(5, 4, 1, 4)
 
 
 RABBITS = np.array(  # R ?mantelhaen.test, Rabbits: rows Delay (None, 1.5h), columns Response (Cured, Died)

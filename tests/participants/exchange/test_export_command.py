@@ -38,11 +38,12 @@ def test_csv_format_prints_every_file_and_logs_the_export(demo_trial, tmp_path, 
             "doses",
             "deviations",
             "queries",
+            "signatures",
             "data_dictionary",
         )
     ]
-    assert len(files) == 9
-    assert lines[-1] == "Exported EXO-OA-201 as csv for demo-blinded-stat: 9 file(s) (allocation masked)."
+    assert len(files) == 10
+    assert lines[-1] == "Exported EXO-OA-201 as csv for demo-blinded-stat: 10 file(s) (allocation masked)."
     with (tmp_path / "randomizations.csv").open(encoding="utf-8", newline="") as handle:
         assert {row["arm_code"] for row in csv.DictReader(handle)} == {"MASKED"}
     assert any(

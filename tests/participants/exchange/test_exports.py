@@ -36,6 +36,7 @@ DOMAIN_TABLES = [
     "doses",
     "deviations",
     "queries",
+    "signatures",
 ]
 ARM_REVEALING = ["PBO", "LOW", "HIGH", "Placebo (saline)", "Exosomes 1×10⁹ particles", "Exosomes 1×10¹⁰ particles"]
 INJECTION = '=HYPERLINK("http://evil.example/x","click")'
@@ -144,6 +145,38 @@ def test_formula_text_is_neutralised_and_negative_numbers_stay_numbers(demo_tria
         assert not any(b"<f>" in archive.read(name) for name in archive.namelist() if name.endswith(".xml"))
 
 
+# Free text a site might type as an AE verbatim term; each would run as a formula if a spreadsheet opened it raw.
+FORMULA_TERMS = ['=HYPERLINK("http://x")', "@SUM(1)", "-2+3", "+1", "\tTAB=1", "\rCR=1"]
+SCRIPT_TERM = "<script>alert(1)</script>"
+
+
+def test_formula_injection_in_free_text_is_neutralised_in_csv_and_xlsx(demo_trial, unblinded, tmp_path):
+    events = list(AdverseEvent.objects.filter(participant__trial=demo_trial).order_by("pk")[: len(FORMULA_TERMS) + 1])
+    terms = {event.pk: term for event, term in zip(events, [*FORMULA_TERMS, SCRIPT_TERM], strict=True)}
+    with audit_context(reason="test"):
+        for pk, term in terms.items():
+            AdverseEvent.objects.filter(pk=pk).update(term=term)
+    expected = {pk: term if term == SCRIPT_TERM else "'" + term for pk, term in terms.items()}
+
+    write_csv_export(trial=demo_trial, user=unblinded, out_dir=tmp_path)
+    streamed = "".join(stream_csv(trial=demo_trial, user=unblinded, table="adverse_events"))
+    assert streamed == (tmp_path / "adverse_events.csv").read_bytes().decode("utf-8")
+    csv_terms = {int(row["record_id"]): row["term"] for row in read_csv(tmp_path / "adverse_events.csv")}
+    assert {pk: csv_terms[pk] for pk in terms} == expected
+    assert f",{SCRIPT_TERM}," in streamed  # verbatim: a CSV has no markup, the text is only data
+
+    path = write_xlsx_export(trial=demo_trial, user=unblinded, path=tmp_path / "export.xlsx")
+    workbook = load_workbook(path)  # not read-only: cells keep their data type
+    sheet = workbook["adverse_events"]
+    header = [cell.value for cell in sheet[1]]
+    cells = {row[header.index("record_id")].value: row[header.index("term")] for row in sheet.iter_rows(min_row=2)}
+    assert {pk: cells[pk].value for pk in terms} == expected
+    assert {cells[pk].data_type for pk in terms} == {"s"}  # strings, never formulas ("f")
+    workbook.close()
+    with zipfile.ZipFile(path) as archive:
+        assert not any(b"<f>" in archive.read(name) for name in archive.namelist() if name.endswith(".xml"))
+
+
 def test_blinded_export_masks_arm_and_dose_and_contains_no_arm_words(demo_trial, blinded, tmp_path):
     write_csv_export(trial=demo_trial, user=blinded, out_dir=tmp_path / "csv")
     xlsx = write_xlsx_export(trial=demo_trial, user=blinded, path=tmp_path / "export.xlsx")
@@ -236,33 +269,55 @@ def test_data_dictionary_describes_choices_endpoints_and_blinding(demo_trial, bl
     assert unblinded_arm[6] == "HIGH=Exosomes 1×10¹⁰ particles; LOW=Exosomes 1×10⁹ particles; PBO=Placebo (saline)"
 
 
-def test_stream_csv_yields_progressively_from_a_server_side_iterator(demo_trial, unblinded, monkeypatch):
-    pulled = {"rows": 0}
-    chunk_sizes: list[int | None] = []
-    original_iterator = QuerySet.iterator
+def test_stream_csv_sends_the_header_first_then_chunks_of_whole_rows(demo_trial, unblinded, monkeypatch):
+    selected: list[str] = []
+    original_select = exports.TrialExport.csv_select
 
-    def counting_iterator(self, chunk_size=None):
-        chunk_sizes.append(chunk_size)
-        for row in original_iterator(self, chunk_size=chunk_size):
-            pulled["rows"] += 1
-            yield row
+    def counting_select(self, name):
+        selected.append(name)
+        return original_select(self, name)
 
-    monkeypatch.setattr(QuerySet, "iterator", counting_iterator)
+    monkeypatch.setattr(exports.TrialExport, "csv_select", counting_select)
+    monkeypatch.setattr(exports, "STREAMED_CHUNK_BYTES", 4096)
     total = OutcomeMeasurement.objects.filter(visit__participant__trial=demo_trial).count()
-    assert total > 2 * exports.ROWS_PER_STREAMED_CHUNK
 
     chunks = stream_csv(trial=demo_trial, user=unblinded, table="outcome_measurements")
     header = next(chunks)
     assert header.startswith("record_id,subject_id,visit_code")
-    assert pulled["rows"] == 0  # the header goes out before the table is read
-    first = next(chunks)
-    assert first.count("\r\n") == exports.ROWS_PER_STREAMED_CHUNK
-    assert pulled["rows"] < total  # the first rows are sent while the rest are still in the database
+    assert selected == []  # the header goes out before the table is queried
     rest = list(chunks)
-    assert pulled["rows"] == total
-    assert chunk_sizes == [exports.CHUNK_SIZE]
-    body = header + first + "".join(rest)
+    assert selected == ["outcome_measurements"]
+    assert len(rest) > 2
+    for chunk in rest:
+        assert chunk.endswith("\r\n")
+    longest_row = max(len(line.encode()) for line in "".join(rest).split("\r\n"))
+    for chunk in rest[:-1]:  # cut at the first row that reaches the size, counted as COPY sent it (LF line ends)
+        assert 4096 <= len(chunk.replace("\r\n", "\n").encode()) <= 4096 + longest_row
+    body = header + "".join(rest)
     assert len(list(csv.reader(io.StringIO(body)))) == total + 1
+
+
+@pytest.mark.parametrize("username", ["demo-unblinded-stat", "demo-blinded-stat", "demo-site"])
+def test_copy_csv_is_byte_identical_to_formatting_each_value_in_python(demo_trial, username):
+    """The SQL formatting of the streamed CSV is csv_value's, cell for cell: same bytes as the Python writer."""
+    event = AdverseEvent.objects.filter(participant__trial=demo_trial).order_by("pk").first()
+    with audit_context(reason="test"):
+        # quotes, a line break inside a field, a formula and non-ASCII text
+        AdverseEvent.objects.filter(pk=event.pk).update(term='=1+1 "knee"\nswelling, Ödem')
+    member = user(username)
+    export = exports.TrialExport(trial=demo_trial, user=member)
+    for name, table in export.tables().items():
+        assert "".join(stream_csv(trial=demo_trial, user=member, table=name)) == "".join(exports._csv_chunks(table)), (
+            name
+        )
+
+
+def test_blinded_csv_query_does_not_select_the_arm(demo_trial, blinded, unblinded):
+    select, params = exports.TrialExport(trial=demo_trial, user=blinded).csv_select("randomizations")
+    assert '"trials_arm"' not in select
+    assert MASKED in params
+    unblinded_select, _ = exports.TrialExport(trial=demo_trial, user=unblinded).csv_select("randomizations")
+    assert '"trials_arm"' in unblinded_select
 
 
 def test_streaming_response_and_unknown_table(demo_trial, blinded):
@@ -276,3 +331,10 @@ def test_streaming_response_and_unknown_table(demo_trial, blinded):
     assert revealing_words_in(content) == []
     with pytest.raises(KeyError):
         stream_csv(trial=demo_trial, user=blinded, table="allocation_slots")
+
+
+def test_the_streamed_export_works_with_the_debug_cursor(demo_trial, unblinded, settings):
+    """``make run`` serves with DEBUG=True, where Django wraps cursors in its query-logging debug wrapper."""
+    plain = "".join(stream_csv(trial=demo_trial, user=unblinded, table="outcome_measurements"))
+    settings.DEBUG = True
+    assert "".join(stream_csv(trial=demo_trial, user=unblinded, table="outcome_measurements")) == plain

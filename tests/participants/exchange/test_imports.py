@@ -481,6 +481,7 @@ def test_xlsx_imports_like_csv(setup, tmp_path):
 # --- who may import what ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.req("R15")
 def test_an_importer_at_s01_cannot_import_s02_participants(setup, tmp_path):
     s02 = setup.participants["S02"][0]
     path = write_csv(tmp_path / "s02.csv", [[s02.screening_number, "BL", "PAIN", 50, "points", setup.date(s02, "BL")]])
@@ -499,6 +500,7 @@ def test_a_role_without_data_entry_cannot_import_and_no_job_is_recorded(setup, t
     assert not ImportJob.objects.filter(trial=setup.trial).exists()
 
 
+@pytest.mark.req("R12")
 def test_a_locked_casebook_refuses_its_rows_and_the_rest_of_the_file_with_it(setup, tmp_path):
     locked = setup.participants["S01"][0]
     with audit_context(reason=INITIAL_ENTRY):
@@ -513,6 +515,7 @@ def test_a_locked_casebook_refuses_its_rows_and_the_rest_of_the_file_with_it(set
     assert measurement_count(setup.trial) == 0
 
 
+@pytest.mark.req("R12")
 @pytest.mark.parametrize("how", ["trial lock", "database locked status"])
 def test_a_locked_trial_refuses_the_file(setup, tmp_path, how):
     with audit_context(reason="locking for the test"):

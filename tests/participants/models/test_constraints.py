@@ -76,6 +76,7 @@ def test_measurement_is_unique_per_visit_and_endpoint(participant):
         )
 
 
+@pytest.mark.req("R18")
 def test_participant_cannot_be_randomized_twice(participant):
     randomization = participant.randomization
     with pytest.raises(IntegrityError), transaction.atomic(), audit_context(reason=INITIAL_ENTRY):

@@ -53,6 +53,7 @@ def sign(participant, investigators) -> Signature:
     )
 
 
+@pytest.mark.req("R12")
 def test_locked_casebook_is_not_editable_and_the_error_says_who_when_why(participants, data_manager):
     # given
     first, second, _ = participants
@@ -73,6 +74,7 @@ def test_locked_casebook_is_not_editable_and_the_error_says_who_when_why(partici
     assert record_history(lock)[0].reason == "casebook locked: casebook clean after SDV"
 
 
+@pytest.mark.req("R12")
 def test_trial_lock_blocks_every_participant(small_trial, participants, data_manager):
     # when
     lock = trial_lock(trial=small_trial.trial, user=data_manager, reason="database lock for final analysis")
@@ -105,6 +107,7 @@ def test_active_lock_prefers_the_participants_own_lock(small_trial, participants
     assert active_lock(second) == whole
 
 
+@pytest.mark.req("R12")
 @pytest.mark.parametrize("status", [Trial.Status.DATABASE_LOCKED, Trial.Status.CLOSED])
 def test_a_locked_or_closed_trial_database_is_not_editable(small_trial, participants, status):
     # given: the status changes behind the participant's back (its trial instance is stale)
@@ -123,6 +126,7 @@ def test_a_recruiting_trial_without_locks_is_editable(participants):
         assert ensure_editable(participant) is None
 
 
+@pytest.mark.req("R12")
 @pytest.mark.parametrize("name", ["monitor", "coord", "nurse-A1", "stat", "blind-stat"])
 def test_only_a_data_manager_may_lock_or_unlock(small_trial, participants, data_manager, name):
     # given
@@ -195,6 +199,7 @@ def test_unlocking_what_is_not_locked_is_refused(small_trial, participants, data
         trial_unlock(trial=small_trial.trial, user=data_manager, reason="late lab value")
 
 
+@pytest.mark.req("R12")
 def test_unlock_keeps_the_lock_row_and_records_who_when_why(participants, data_manager):
     # given
     first = participants[0]

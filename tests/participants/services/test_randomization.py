@@ -23,6 +23,7 @@ from participants.services.randomization import (
 from trials.models import Trial
 
 
+@pytest.mark.req("R17")
 @pytest.mark.django_db
 def test_allocation_list_is_generated_once_from_the_recorded_seed(small_trial):
     allocation = small_trial.trial.allocation_list
@@ -56,6 +57,7 @@ def test_each_stratum_sequence_is_balanced_at_every_block_end(small_trial):
     assert max(gaps) <= 4
 
 
+@pytest.mark.req("R17")
 @pytest.mark.django_db
 def test_only_the_unblinded_statistician_generates_the_list(small_trial_factory):
     small = small_trial_factory(code="TST-RND-NL", generate_list=False)
@@ -88,6 +90,7 @@ def test_randomize_takes_the_next_slot_of_the_stratum_and_is_audited(small_trial
     assert record_history(r1)[0].username == nurse.username
 
 
+@pytest.mark.req("R18")
 @pytest.mark.django_db
 def test_randomize_is_idempotent_per_participant(small_trial):
     (participant,) = small_trial.screen_eligible()
@@ -184,6 +187,7 @@ def _run_concurrently(targets: list[tuple[int, object]]) -> tuple[list, list]:
     return results, errors
 
 
+@pytest.mark.req("R18")
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("repetition", range(3))
@@ -202,6 +206,7 @@ def test_concurrent_randomizations_in_one_stratum_take_distinct_consecutive_slot
     assert sorted(r.randomization_number for r in results) == [f"R{n:04d}" for n in range(1, 13)]
 
 
+@pytest.mark.req("R18")
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(120)
 def test_concurrent_requests_for_the_same_participant_randomize_once(small_trial_factory):

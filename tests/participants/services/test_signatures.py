@@ -25,6 +25,7 @@ from participants.services.signatures import (
     casebook_hash,
     casebook_sign,
     signature_is_valid,
+    signature_manifestation,
     signatures_invalidate,
 )
 from trials.models import Role, TrialMembership
@@ -331,3 +332,228 @@ def test_demo_investigator_signs_an_s01_casebook(demo_trial, demo_password):
     assert signature.signer_name == "Sam Siteworth"
     with pytest.raises(PermissionDenied):
         casebook_sign(participant=elsewhere, user=user, password=demo_password, meaning="approval")
+
+
+# --- Re-authentication, lockout, manifestation and the database link (R9–R11, R13, R23) ---
+
+AFTER_COOL_OFF = dt.timedelta(hours=1, minutes=1)
+
+
+def sign_url(casebook) -> str:
+    return f"/trials/{casebook.participant.trial.protocol_code}/participants/{casebook.participant.pk}/sign/"
+
+
+@pytest.fixture
+def investigator_client(client, investigator, log_in):
+    log_in(client, investigator)
+    return client
+
+
+@pytest.fixture
+def enrolled_investigator(investigator):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    TOTPDevice.objects.create(user=investigator, name="Authenticator app", confirmed=True)
+    return investigator
+
+
+def _security_officer_mails():
+    from django.core import mail
+
+    return [message for message in mail.outbox if "Account locked out" in message.subject]
+
+
+@pytest.mark.req("R11")
+def test_a_session_alone_never_signs(casebook, investigator_client):
+    # when: a logged-in session posts without re-entering the password
+    response = investigator_client.post(sign_url(casebook), {"meaning": "approval"})
+    # then
+    assert response.status_code == 200
+    assert "password" in response.context["form"].errors
+    assert not Signature.objects.filter(participant=casebook.participant).exists()
+
+
+@pytest.mark.req("R11")
+def test_the_signing_page_signs_with_the_password(casebook, investigator_client):
+    response = investigator_client.post(sign_url(casebook), {"meaning": "review", "password": PASSWORD})
+    assert response.status_code == 302
+    assert Signature.objects.get(participant=casebook.participant).meaning == "review"
+
+
+@pytest.mark.req("R11")
+def test_an_enrolled_signer_must_also_give_a_current_authenticator_code(casebook, enrolled_investigator, totp_code):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.get(user=enrolled_investigator)
+    # password alone
+    with pytest.raises(SignatureAuthenticationError) as refused:
+        casebook_sign(participant=casebook.participant, user=enrolled_investigator, password=PASSWORD, meaning="review")
+    assert refused.value.field == "otp_code"
+    # password and the app's code
+    signature = casebook_sign(
+        participant=casebook.participant,
+        user=enrolled_investigator,
+        password=PASSWORD,
+        otp_code=totp_code(device),
+        meaning="review",
+    )
+    assert signature_is_valid(signature)
+    # the same code again is refused (no replay)
+    with pytest.raises(SignatureAuthenticationError):
+        casebook_sign(
+            participant=casebook.participant,
+            user=enrolled_investigator,
+            password=PASSWORD,
+            otp_code=totp_code(device),
+            meaning="review",
+        )
+
+
+@pytest.mark.req("R11")
+def test_the_signing_page_asks_an_enrolled_signer_for_the_code(casebook, enrolled_investigator, client, log_in):
+    log_in(client, enrolled_investigator)
+    response = client.post(sign_url(casebook), {"meaning": "review", "password": PASSWORD})
+    assert response.status_code == 200
+    assert "otp_code" in response.context["form"].errors
+    assert not Signature.objects.filter(participant=casebook.participant).exists()
+
+
+@pytest.mark.req("R11", "R25")
+def test_after_the_idle_timeout_signing_needs_a_new_login(casebook, investigator_client):
+    import time_machine
+    from django.conf import settings
+    from django.utils import timezone
+
+    later = timezone.now() + dt.timedelta(seconds=settings.SESSION_IDLE_SECONDS + 61)
+    with time_machine.travel(later, tick=False):
+        response = investigator_client.post(sign_url(casebook), {"meaning": "review", "password": PASSWORD})
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    assert not Signature.objects.filter(participant=casebook.participant).exists()
+
+
+@pytest.mark.req("R13", "R23")
+def test_five_wrong_signing_passwords_lock_the_account_and_tell_the_security_officer(
+    casebook, investigator, investigator_client
+):
+    import time_machine
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    cache.clear()
+    # when
+    statuses = [
+        investigator_client.post(sign_url(casebook), {"meaning": "review", "password": f"guess-{n}"}).status_code
+        for n in range(5)
+    ]
+    # then: locked at the fifth, and even the right password is refused, whatever X-Forwarded-For says
+    assert statuses == [200, 200, 200, 200, 429]
+    refused = investigator_client.post(
+        sign_url(casebook), {"meaning": "review", "password": PASSWORD}, headers={"X-Forwarded-For": "203.0.113.9"}
+    )
+    assert refused.status_code == 429
+    assert not Signature.objects.filter(participant=casebook.participant).exists()
+    assert len(_security_officer_mails()) == 1
+    # the same lock stops a fresh login with the right password
+    login = {"username": investigator.username, "password": PASSWORD}
+    assert investigator_client.post("/accounts/login/", login).status_code == 429
+    # after the cool-off (which also ended the idle session) the investigator logs in and signs
+    with time_machine.travel(timezone.now() + AFTER_COOL_OFF, tick=False):
+        assert investigator_client.post("/accounts/login/", login).status_code == 302
+        accepted = investigator_client.post(sign_url(casebook), {"meaning": "review", "password": PASSWORD})
+    assert accepted.status_code == 302, accepted.content[:300]
+    assert accepted["Location"].endswith(f"/participants/{casebook.participant.pk}/"), accepted["Location"]
+    assert Signature.objects.filter(participant=casebook.participant).count() == 1
+    cache.clear()
+
+
+@pytest.mark.req("R9")
+def test_the_casebook_page_shows_name_utc_iso_time_and_meaning(casebook, investigator, investigator_client):
+    signature = casebook_sign(participant=casebook.participant, user=investigator, password=PASSWORD, meaning="review")
+    detail = f"/trials/{casebook.participant.trial.protocol_code}/participants/{casebook.participant.pk}/"
+    page = investigator_client.get(detail).content.decode()
+    iso = signature.signed_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert "Ines Vestigator" in page
+    assert iso in page
+    assert "I have reviewed the data" in page
+    assert signature_manifestation(signature) == f"Ines Vestigator, {iso}, I have reviewed the data"
+
+
+@pytest.mark.req("R10")
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("participant_id", "other"),
+        ("signer_id", "other-user"),
+        ("content_hash", "'" + "0" * 64 + "'"),
+        ("signer_name", "'Someone Else'"),
+        ("meaning", "'approval'"),
+        ("signed_at", "now() - interval '1 day'"),
+    ],
+)
+def test_the_database_refuses_to_move_or_rewrite_a_signature(small_trial, casebook, investigator, column, value):
+    from django.db import DatabaseError, connection, transaction
+
+    signature = casebook_sign(participant=casebook.participant, user=investigator, password=PASSWORD, meaning="review")
+    if value == "other":
+        value = str(build_casebook(small_trial).participant.pk)
+    elif value == "other-user":
+        value = str(small_trial.users["nurse-B2"].pk)
+    with (
+        audit_context(reason="attempt to transfer a signature"),
+        pytest.raises(DatabaseError, match="Cannot update rows"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(f"UPDATE participants_signature SET {column} = {value} WHERE id = %s", [signature.pk])  # noqa: S608
+    signature.refresh_from_db()
+    assert signature.participant_id == casebook.participant.pk
+    assert signature_is_valid(signature)
+
+
+@pytest.mark.req("R10")
+def test_the_database_refuses_to_delete_a_signature(casebook, investigator):
+    from django.db import DatabaseError, transaction
+
+    signature = casebook_sign(participant=casebook.participant, user=investigator, password=PASSWORD, meaning="review")
+    with (
+        audit_context(reason="attempt to excise a signature"),
+        pytest.raises(DatabaseError, match="Cannot delete rows"),
+        transaction.atomic(),
+    ):
+        Signature.objects.filter(pk=signature.pk).delete()
+    assert Signature.objects.filter(pk=signature.pk).exists()
+
+
+@pytest.mark.req("R9")
+def test_the_manifestation_travels_with_the_api_record_and_the_export(demo_trial, demo_password, tmp_path):
+    # given a signed casebook
+    from rest_framework.test import APIClient
+
+    from participants.exchange.exports import write_csv_export
+
+    user = get_user_model().objects.get(username="demo-site")
+    participant = (
+        Participant.objects.filter(trial=demo_trial, site__code="S01", status="completed").order_by("pk").first()
+    )
+    signature = casebook_sign(participant=participant, user=user, password=demo_password, meaning="review")
+    manifestation = signature_manifestation(signature)
+    # when
+    client = APIClient()
+    client.force_authenticate(user)
+    detail = client.get(f"/api/v1/trials/{demo_trial.protocol_code}/participants/{participant.pk}/").json()
+    write_csv_export(trial=demo_trial, user=user, out_dir=tmp_path)
+    # then
+    assert manifestation.startswith("Sam Siteworth, ")
+    assert "Z, I have reviewed the data" in manifestation
+    assert {
+        "signer_name": "Sam Siteworth",
+        "meaning": "I have reviewed the data",
+        "manifestation": manifestation,
+        "valid": True,
+        "invalidated_at": None,
+    }.items() <= detail["signatures"][0].items()
+    exported = (tmp_path / "signatures.csv").read_text(encoding="utf-8")
+    assert f"{demo_trial.protocol_code}-{participant.screening_number},Sam Siteworth," in exported
+    assert ",review," in exported
+    assert signature.content_hash in exported

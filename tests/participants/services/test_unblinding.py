@@ -23,6 +23,7 @@ def randomized_pair(small_trial):
     return small_trial, first, second
 
 
+@pytest.mark.req("R19")
 @pytest.mark.django_db
 def test_emergency_unblinding_reveals_one_participant_to_the_investigator_only(
     randomized_pair, django_capture_on_commit_callbacks
@@ -50,6 +51,7 @@ def test_emergency_unblinding_reveals_one_participant_to_the_investigator_only(
         assert revealing not in message.body + message.subject
 
 
+@pytest.mark.req("R19")
 @pytest.mark.django_db
 @pytest.mark.parametrize("reason", ["", "   ", "urgent"])
 def test_unblinding_without_a_real_reason_is_refused(randomized_pair, reason):
@@ -59,6 +61,7 @@ def test_unblinding_without_a_real_reason_is_refused(randomized_pair, reason):
     assert not UnblindingEvent.objects.filter(trial=small.trial).exists()
 
 
+@pytest.mark.req("R19")
 @pytest.mark.django_db
 def test_only_site_staff_of_the_participants_site_can_unblind(randomized_pair):
     small, first, _ = randomized_pair

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from accounts.testing import log_in
 from audit.context import audit_context
 from participants.models import (
     AdverseEvent,
@@ -28,7 +29,7 @@ PASSWORD = "correct-horse-battery-9"
 
 
 def login(client, username):
-    client.force_login(get_user_model().objects.get(username=username))
+    log_in(client, username)  # verified with MFA for the roles that need it
     return client
 
 
@@ -157,6 +158,7 @@ def test_visit_outside_its_window_is_accepted_with_a_warning_and_an_automatic_de
     assert "done (out of window)" in client.get(f"{BASE}/{fresh.pk}/").content.decode()
 
 
+@pytest.mark.req("R36")
 def test_editing_a_value_needs_a_reason_and_a_stale_form_is_refused_with_what_changed(client, fresh):
     login(client, "demo-site")
     url = f"{BASE}/{fresh.pk}/visits/{definition(fresh.trial, 'BL').pk}/"
@@ -374,6 +376,7 @@ def test_signature_needs_the_password_and_a_later_change_invalidates_it_visibly(
     assert "Invalidated" in client.get(f"{BASE}/{fresh.pk}/").content.decode()
 
 
+@pytest.mark.req("R12")
 def test_a_locked_casebook_refuses_edits_everywhere(client, fresh):
     login(client, "demo-datamanager")
     client.post(f"{BASE}/{fresh.pk}/lock/", {"reason": "clean", "action": "lock"})
@@ -388,6 +391,7 @@ def test_a_locked_casebook_refuses_edits_everywhere(client, fresh):
     assert not AdverseEvent.objects.filter(participant=fresh, term="Septic arthritis").exists()
 
 
+@pytest.mark.req("R12")
 def test_trial_lock_page_locks_every_casebook(client, fresh):
     login(client, "demo-datamanager")
     client.post("/trials/EXO-OA-201/lock/", {"reason": "database lock for the final analysis", "action": "lock"})

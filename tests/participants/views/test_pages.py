@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core import mail
 
+from accounts.testing import log_in
 from participants.models import Participant, Randomization, UnblindingEvent
 
 pytestmark = pytest.mark.django_db
@@ -13,10 +13,11 @@ BASE = "/trials/EXO-OA-201"
 
 
 def login(client, username):
-    client.force_login(get_user_model().objects.get(username=username))
+    log_in(client, username)  # verified with MFA for the roles that need it
     return client
 
 
+@pytest.mark.req("R15")
 def test_site_staff_see_only_their_site(client, demo_trial):
     body = login(client, "demo-site").get(f"{BASE}/participants/", {"q": "S0"}).content.decode()
     assert "S01-0001" in body
@@ -25,6 +26,7 @@ def test_site_staff_see_only_their_site(client, demo_trial):
     assert client.get(f"{BASE}/participants/{other.pk}/").status_code == 404
 
 
+@pytest.mark.req("R16")
 def test_arm_column_only_for_unblinded_roles(client, demo_trial):
     assert "<th>Arm</th>" not in login(client, "demo-blinded-stat").get(f"{BASE}/participants/").content.decode()
     assert "<th>Arm</th>" in login(client, "demo-unblinded-stat").get(f"{BASE}/participants/").content.decode()
@@ -53,6 +55,7 @@ def test_randomizing_an_ineligible_participant_shows_why(client, demo_trial):
     assert not Randomization.objects.filter(participant=participant).exists()
 
 
+@pytest.mark.req("R19")
 def test_emergency_unblinding_flow(client, demo_trial, django_capture_on_commit_callbacks):
     participant = (
         Participant.objects.filter(trial=demo_trial, site__code="S01", randomization__isnull=False)
@@ -85,6 +88,7 @@ def test_balance_report_counts_every_randomization(client, demo_trial):
     assert '<td class="num">240</td>' in body
 
 
+@pytest.mark.req("R17")
 def test_allocation_page_shows_the_checksum_but_no_assignment(client, demo_trial):
     body = login(client, "demo-unblinded-stat").get(f"{BASE}/randomization/").content.decode()
     assert demo_trial.allocation_list.checksum in body

@@ -69,6 +69,7 @@ def test_admin_index_lists_the_demo_trial(coordinator_client, demo_trial):
     assert b"240" in response.content  # randomized count column
 
 
+@pytest.mark.req("R16")
 @pytest.mark.parametrize("model_name", ["participant", "randomization", "doseadministration"])
 def test_list_views_do_not_reveal_the_arm(coordinator_client, demo_trial, model_name):
     response = coordinator_client.get(reverse(f"admin:participants_{model_name}_changelist"), {"all": ""})
@@ -80,6 +81,7 @@ def test_list_views_do_not_reveal_the_arm(coordinator_client, demo_trial, model_
     assert "× 10¹" not in body
 
 
+@pytest.mark.req("R7", "R16")
 def test_randomization_history_hides_the_arm(coordinator_client, demo_trial):
     randomization = demo_trial.randomizations.select_related("arm").first()
     response = coordinator_client.get(reverse("admin:participants_randomization_history", args=[randomization.pk]))
@@ -88,6 +90,7 @@ def test_randomization_history_hides_the_arm(coordinator_client, demo_trial):
     assert not re.search(rf"<td>arm(_id)?</td><td>—</td><td>{randomization.arm_id}</td>", body)
 
 
+@pytest.mark.req("R6")
 def test_history_page_shows_old_new_reason_and_user(coordinator_client, demo_trial, coordinator):
     from audit.context import audit_context
 
@@ -102,6 +105,7 @@ def test_history_page_shows_old_new_reason_and_user(coordinator_client, demo_tri
     assert "demo-coordinator" in body
 
 
+@pytest.mark.req("R1")
 def test_admin_change_without_reason_is_refused_and_with_reason_is_audited(coordinator_client, demo_trial):
     site = demo_trial.sites.get(code="S03")
     url = reverse("admin:trials_site_change", args=[site.pk])
