@@ -101,7 +101,7 @@ def _login_failed(sender, credentials, request=None, **kwargs) -> None:
 # Model changes: the row's earlier values are read before the save so that only real changes are recorded.
 _WATCHED_FIELDS = {
     "account": ("password", "is_active"),
-    "trials.trialmembership": ("role", "is_active"),
+    "trials.trialmembership": ("role", "is_active", "may_unlock"),
 }
 
 
@@ -159,7 +159,8 @@ def _record_account_change(account, created: bool, earlier: dict | None) -> None
 
 
 def _record_membership_change(membership, created: bool, earlier: dict | None) -> None:
-    unchanged = not earlier or (earlier["role"], earlier["is_active"]) == (membership.role, membership.is_active)
+    watched = ("role", "is_active", "may_unlock")
+    unchanged = not earlier or all(earlier[field] == getattr(membership, field) for field in watched)
     if not created and unchanged:
         return
     kind = Kind.ROLE_CHANGED if membership.is_active else Kind.ROLE_REVOKED
@@ -170,6 +171,7 @@ def _record_membership_change(membership, created: bool, earlier: dict | None) -
         member_id=membership.user_id,
         role=membership.role,
         previous_role=earlier["role"] if earlier else None,
+        may_unlock=membership.may_unlock,
     )
 
 

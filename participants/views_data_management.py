@@ -22,7 +22,7 @@ from participants.services.locking import participant_lock, participant_unlock, 
 from participants.services.queries import query_answer, query_close, query_raise, query_reopen
 from participants.services.sdv import visit_verify
 from participants.services.signatures import casebook_sign
-from trials.policies.access import Capability, require
+from trials.policies.access import Capability, can, require
 from trials.selectors import trial_get_for
 
 
@@ -184,4 +184,7 @@ def trial_lock_view(request, code: str):
             )
         return redirect("trial_lock", code=trial.protocol_code)
     lock = RecordLock.objects.filter(trial=trial, participant__isnull=True, unlocked_at__isnull=True).first()
-    return render(request, "participants/trial_lock.html", {"trial": trial, "form": form, "lock": lock})
+    can_unlock = can(request.user, trial, Capability.UNLOCK_DATA)
+    return render(
+        request, "participants/trial_lock.html", {"trial": trial, "form": form, "lock": lock, "can_unlock": can_unlock}
+    )

@@ -354,7 +354,7 @@ class MembershipSiteInline(admin.TabularInline):
 class TrialMembershipAdmin(TrialScopedAdmin):
     scope_capability = Capability.MANAGE_MEMBERSHIPS
     edit_capability = Capability.MANAGE_MEMBERSHIPS
-    list_display = ["user", "trial", "role", "site_codes", "is_active", "granted_at"]
+    list_display = ["user", "trial", "role", "site_codes", "may_unlock", "is_active", "granted_at"]
     list_filter = ["trial", "role", "is_active"]
     search_fields = ["user__username", "user__first_name", "user__last_name", "trial__protocol_code"]
     list_select_related = ["user", "trial"]

@@ -966,7 +966,9 @@ def _ensure_demo_users(trial: Trial, password: str | None) -> list[tuple[str, st
         user.save()
         if role in groups:
             user.groups.add(groups[role])
-        membership, created = TrialMembership.objects.get_or_create(user=user, trial=trial, defaults={"role": role})
+        membership, created = TrialMembership.objects.get_or_create(
+            user=user, trial=trial, defaults={"role": role, "may_unlock": role == Role.DATA_MANAGER}
+        )
         if created and role in (Role.SITE_STAFF, Role.MONITOR):
             MembershipSite.objects.create(membership=membership, site=first_site)
         logins.append((username, Role(role).label, secret))

@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.utils import timezone
 
-from trials.policies.access import ROLE_CAPABILITIES, Capability, membership, trials_for
+from trials.policies.access import Capability, membership, membership_capabilities, trials_for
 from trials.policies.blinding import sees_allocation
 from trials.selectors import site_enrolment, trial_get_for
 
@@ -21,7 +21,7 @@ def home(request):
 def trial_home(request, code: str):
     trial = trial_get_for(request.user, code)
     member = membership(request.user, trial)
-    capabilities = ROLE_CAPABILITIES[member.role]
+    capabilities = membership_capabilities(member)
     sites = site_enrolment(trial=trial, user=request.user)
     return render(
         request,

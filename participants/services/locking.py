@@ -64,7 +64,7 @@ def participant_lock(*, participant: Participant, user, reason: str) -> RecordLo
 def participant_unlock(*, participant: Participant, user, reason: str) -> RecordLock:
     """Unlock one casebook; its signatures are invalidated because the signed content may now change."""
     trial = participant.trial
-    require(user, trial, Capability.LOCK_DATA)
+    require(user, trial, Capability.UNLOCK_DATA)
     reason = _required_reason(reason)
     with transaction.atomic(), audit_context(reason=f"casebook unlocked: {reason}", user=user):
         lock = _release_lock(trial=trial, participant=participant, user=user, reason=reason)
@@ -85,7 +85,7 @@ def trial_unlock(*, trial: Trial, user, reason: str) -> RecordLock:
 
     Casebooks that also carry their own lock stay locked: that lock was a separate decision.
     """
-    require(user, trial, Capability.LOCK_DATA)
+    require(user, trial, Capability.UNLOCK_DATA)
     reason = _required_reason(reason)
     with transaction.atomic(), audit_context(reason=f"trial unlocked: {reason}", user=user):
         lock = _release_lock(trial=trial, participant=None, user=user, reason=reason)

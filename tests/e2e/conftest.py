@@ -110,9 +110,11 @@ class BrowserLogin:
     def second_factor(self, page, username: str) -> None:
         path = urlparse(page.url).path
         if path == "/accounts/mfa/enrol/":
+            page.screenshot(path=str(SCREENSHOTS / f"mfa-enrol-{username}.png"), full_page=True)
             page.fill("#id_code", totp_now(page.inner_text("#totp-secret").replace(" ", "")))
             page.click("#content [type=submit]")
             page.wait_for_selector("#backup-codes")
+            page.screenshot(path=str(SCREENSHOTS / f"mfa-backup-codes-{username}.png"), full_page=True)
             self.backup_codes[username] = page.locator("#backup-codes li").all_inner_texts()
             page.click("text=I have saved them, continue")
             page.wait_for_load_state()

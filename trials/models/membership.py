@@ -26,11 +26,25 @@ class TrialMembership(models.Model):
     role = models.CharField(max_length=24, choices=Role.choices)
     sites = models.ManyToManyField("trials.Site", through="trials.MembershipSite", blank=True, related_name="+")
     is_active = models.BooleanField(default=True)
+    # Unlocking re-opens signed data and negates its signatures, so it is a grant of its own (R12), not part of
+    # the data manager's lock rights: a coordinator gives it to named data managers, with a reason, in the admin.
+    may_unlock = models.BooleanField(
+        "may unlock",
+        default=False,
+        help_text="Data managers only: may unlock a locked casebook or the locked trial (invalidates signatures).",
+    )
     granted_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["trial", "user__username"]
-        constraints = [models.UniqueConstraint(fields=["user", "trial"], name="one_membership_per_user_and_trial")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "trial"], name="one_membership_per_user_and_trial"),
+            models.CheckConstraint(
+                condition=models.Q(may_unlock=False) | models.Q(role="data_manager"),
+                name="only_data_managers_may_unlock",
+                violation_error_message="Only a data manager may be given the right to unlock.",
+            ),
+        ]
         triggers = require_reason_triggers()
 
     def __str__(self) -> str:

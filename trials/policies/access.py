@@ -21,6 +21,7 @@ class Capability(enum.StrEnum):
     RAISE_QUERIES = "raise_queries"
     VERIFY_SOURCE = "verify_source"
     LOCK_DATA = "lock_data"
+    UNLOCK_DATA = "unlock_data"  # never from a role alone: TrialMembership.may_unlock grants it
     MANAGE_ALLOCATION = "manage_allocation"  # generate the concealed list, balance report, simulation
     VIEW_REPORTS_OPEN = "view_reports_open"
     VIEW_REPORTS_CLOSED = "view_reports_closed"
@@ -80,9 +81,17 @@ def role(user, trial: Trial) -> str | None:
     return found.role if found else None
 
 
+def membership_capabilities(member: TrialMembership) -> frozenset[Capability]:
+    """What the membership allows: its role's capabilities, plus unlocking where it was granted on its own."""
+    capabilities = ROLE_CAPABILITIES[member.role]
+    if member.may_unlock and Capability.LOCK_DATA in capabilities:
+        return capabilities | {Capability.UNLOCK_DATA}
+    return capabilities
+
+
 def can(user, trial: Trial, capability: Capability) -> bool:
-    current = role(user, trial)
-    return current is not None and capability in ROLE_CAPABILITIES[current]
+    found = membership(user, trial)
+    return found is not None and capability in membership_capabilities(found)
 
 
 def require(user, trial: Trial, capability: Capability) -> None:

@@ -29,6 +29,15 @@ PASSWORD = "sign-me-0451"
 def data_manager(small_trial):
     with audit_context(reason=INITIAL_ENTRY):
         user = get_user_model().objects.create_user("lock-dm", first_name="Dana", last_name="Manager")
+        TrialMembership.objects.create(user=user, trial=small_trial.trial, role=Role.DATA_MANAGER, may_unlock=True)
+    return user
+
+
+@pytest.fixture
+def lock_only_data_manager(small_trial):
+    """A data manager without the separate right to unlock."""
+    with audit_context(reason=INITIAL_ENTRY):
+        user = get_user_model().objects.create_user("lock-only-dm", first_name="Lee", last_name="Locker")
         TrialMembership.objects.create(user=user, trial=small_trial.trial, role=Role.DATA_MANAGER)
     return user
 
@@ -266,3 +275,28 @@ def test_trial_unlock_leaves_casebooks_with_their_own_lock_locked(small_trial, p
     with pytest.raises(RecordLockedError):
         ensure_editable(first)
     ensure_editable(second)
+
+
+@pytest.mark.req("R12")
+def test_unlocking_needs_its_own_right_beside_the_lock_right(small_trial, participants, lock_only_data_manager):
+    # given a casebook and the trial locked by a data manager who may lock but was not given the unlock right
+    first, second = participants[0], participants[1]
+    participant_lock(participant=first, user=lock_only_data_manager, reason="clean after SDV")
+    trial_lock(trial=small_trial.trial, user=lock_only_data_manager, reason="database lock")
+    # when / then: neither lock can be lifted by them, and nothing changes
+    with pytest.raises(PermissionDenied, match="unlock_data"):
+        participant_unlock(participant=first, user=lock_only_data_manager, reason="late lab value")
+    with pytest.raises(PermissionDenied, match="unlock_data"):
+        trial_unlock(trial=small_trial.trial, user=lock_only_data_manager, reason="late lab value")
+    assert active_lock(first) is not None
+    assert active_lock(second).participant is None  # still the trial-wide lock
+
+
+@pytest.mark.req("R12")
+def test_the_database_gives_the_unlock_right_to_data_managers_only(small_trial):
+    from django.db import IntegrityError, transaction
+
+    with audit_context(reason=INITIAL_ENTRY):
+        user = get_user_model().objects.create_user("site-unlocker")
+        with pytest.raises(IntegrityError, match="only_data_managers_may_unlock"), transaction.atomic():
+            TrialMembership.objects.create(user=user, trial=small_trial.trial, role=Role.MONITOR, may_unlock=True)
