@@ -88,3 +88,24 @@ def test_an_entry_without_a_reason_is_refused(gate, tmp_path):
     path.write_text('[[bandit]]\nid = "B608"\nfile = "x.py"\nwhy = ""\nreviewer = "me"\n')
     with pytest.raises(SystemExit, match="lacks why"):
         gate.read_allowlist(path)
+
+
+@pytest.mark.req("R28")
+@pytest.mark.parametrize("required", ["", "1"])
+def test_an_audit_that_reached_no_service_is_named_not_done_and_fails_only_when_required(gate, monkeypatch, required):
+    offline = audit_report(
+        {"name": "django", "skip_reason": "Dependency not found on PyPI and could not be audited: django (5.2.19)"},
+        {"name": "celery", "skip_reason": "Dependency not found on PyPI and could not be audited: celery (5.7.0)"},
+    )
+    monkeypatch.setattr(gate, "_run_json", lambda command, ok_codes: offline)
+    monkeypatch.setattr(gate, "NOT_DONE", [])
+    monkeypatch.setenv("PIP_AUDIT_REQUIRED", required)
+
+    problems = gate.run_pip_audit({"pip-audit": [], "bandit": []})
+
+    if required:
+        assert len(problems) == 1
+        assert "could not check 2 of 2" in problems[0]
+    else:
+        assert problems == []
+        assert gate.NOT_DONE == ["pip-audit"]
