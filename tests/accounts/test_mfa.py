@@ -101,19 +101,22 @@ def test_enrolment_shows_a_qr_code_and_the_secret_then_backup_codes_once(demo_tr
 
 @pytest.mark.req("R24")
 def test_next_login_asks_for_the_code_and_a_replayed_code_is_refused(demo_trial, demo_password, totp_code):
-    first = Client()
-    password_login(first, "demo-dsmb", demo_password)
-    device, _ = enrol(first, totp_code)
-    # a second login in the same 30-second step: the code just used for enrolment is refused
-    second = Client()
-    password_login(second, "demo-dsmb", demo_password)
-    assert second.get(RUNS)["Location"].startswith("/accounts/mfa/?next=")
-    replay = second.post("/accounts/mfa/", {"code": totp_code(device)})
-    assert replay.status_code == 200
-    assert "already used" in replay.content.decode()
-    assert second.get(RUNS).status_code == 302
+    now = time.time()
+    # the clock stands still so that enrolment and the replay fall in the same 30-second step
+    with time_machine.travel(now, tick=False):
+        first = Client()
+        password_login(first, "demo-dsmb", demo_password)
+        device, _ = enrol(first, totp_code)
+        # a second login in the same step: the code just used for enrolment is refused
+        second = Client()
+        password_login(second, "demo-dsmb", demo_password)
+        assert second.get(RUNS)["Location"].startswith("/accounts/mfa/?next=")
+        replay = second.post("/accounts/mfa/", {"code": totp_code(device)})
+        assert replay.status_code == 200
+        assert "already used" in replay.content.decode()
+        assert second.get(RUNS).status_code == 302
     # the next time step's code is accepted
-    later = time.time() + device.step
+    later = now + device.step
     device.refresh_from_db()
 
     with time_machine.travel(later, tick=False):
