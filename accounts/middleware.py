@@ -13,8 +13,15 @@ from accounts.selectors import has_second_factor, verified_session_required
 from accounts.services.sessions import session_expired, session_touch
 
 API_PREFIX = "/api/"
-# Pages a user who still owes a second factor may open: how to give it, and how to leave.
-MFA_OPEN_URL_NAMES = frozenset({"login", "logout", "mfa_verify", "mfa_enrol", "mfa_backup_codes", "api-token"})
+# Load balancer and operator probes (config/health.py): open to anyone, they read no session or user. A session
+# that still owes MFA may open them, and they are not a user's activity: a monitoring tab left open on /health/
+# neither keeps a session alive nor is redirected to the login page when the session ends.
+HEALTH_PREFIX = "/health/"
+HEALTH_URL_NAMES = frozenset({"health", "health_live", "health_db", "health_broker", "health_workers"})
+# Pages a user who still owes a second factor may open: how to give it, how to leave, and the health probes.
+MFA_OPEN_URL_NAMES = (
+    frozenset({"login", "logout", "mfa_verify", "mfa_enrol", "mfa_backup_codes", "api-token"}) | HEALTH_URL_NAMES
+)
 
 
 def _api_error(status: int, code: str, message: str) -> JsonResponse:
@@ -28,6 +35,10 @@ def _url_name(request) -> str | None:
         return None
 
 
+def _is_health_check(request) -> bool:
+    return request.path_info.startswith(HEALTH_PREFIX) and _url_name(request) in HEALTH_URL_NAMES
+
+
 class SessionLifetimeMiddleware:
     """Ends a logged-in session idle for too long or older than the absolute limit, on the server.
 
@@ -39,7 +50,7 @@ class SessionLifetimeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.user.is_authenticated and request.session.session_key:
+        if request.user.is_authenticated and request.session.session_key and not _is_health_check(request):
             if session_expired(request.session):
                 logout(request)
                 if request.path.startswith(API_PREFIX):

@@ -4,12 +4,13 @@ coordinator and statisticians are told (once per look) that the interim analysis
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from analysis.models import AnalysisRun, LookNotification
 from audit.context import audit_context
+from operations.outbox import outbox_add
 from participants.models import OutcomeMeasurement
 from trials.models import Role, Trial, TrialMembership
 
@@ -45,21 +46,40 @@ def notify_reached_looks() -> int:
             try:
                 with transaction.atomic(), audit_context(reason="planned look reached"):
                     LookNotification.objects.create(trial=trial, look_number=look_number, fraction=fraction)
+                    # Delivered by the outbox: the record of the look and its e-mail commit together.
+                    outbox_add(
+                        kind="look_due",
+                        key=f"look-due:{trial.pk}:{look_number}",
+                        payload={"trial_id": trial.pk, "look_number": look_number, "fraction": round(fraction, 4)},
+                    )
             except IntegrityError:
                 continue  # already notified
-            recipients = list(
-                TrialMembership.objects.filter(trial=trial, role__in=NOTIFIED_ROLES, is_active=True)
-                .exclude(user__email="")
-                .values_list("user__email", flat=True)
-            )
-            if recipients:
-                send_mail(
-                    f"[{trial.protocol_code}] Interim look {look_number} is due",
-                    f"The primary endpoint's information fraction is {fraction:.2f}, reaching planned look "
-                    f"{look_number} at {planned:.2f}. The unblinded statistician can start the interim analysis "
-                    "in ExoTrial.",
-                    settings.DEFAULT_FROM_EMAIL,
-                    recipients,
-                )
             sent += 1
     return sent
+
+
+def look_due_email(payload: dict) -> EmailMessage | None:
+    """Outbox handler: tell the coordinator and statisticians that planned interim look N can be run."""
+    trial = Trial.objects.select_related("analysis_plan").filter(pk=payload["trial_id"]).first()
+    if trial is None:
+        return None
+    look_number = payload["look_number"]
+    planned = trial.analysis_plan.look_fractions[look_number - 1]
+    recipients = sorted(
+        set(
+            TrialMembership.objects.filter(trial=trial, role__in=NOTIFIED_ROLES, is_active=True)
+            .exclude(user__email="")
+            .values_list("user__email", flat=True)
+        )
+    )
+    if not recipients:
+        return None
+    return EmailMessage(
+        subject=f"[{trial.protocol_code}] Interim look {look_number} is due",
+        body=(
+            f"The primary endpoint's information fraction is {payload['fraction']:.2f}, reaching planned look "
+            f"{look_number} at {planned:.2f}. The unblinded statistician can start the interim analysis in ExoTrial."
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=recipients,
+    )

@@ -15,7 +15,6 @@ import importlib.metadata
 import io
 import json
 import logging
-import os
 import platform
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -35,6 +34,7 @@ from analysis.models import AnalysisRun, Artifact
 from audit.context import INITIAL_ENTRY, audit_context
 from audit.exceptions import ApplicationError
 from audit.security import record_security_event
+from operations.publishing import enqueue_on_commit
 from trials.models import Trial
 from trials.policies.reports import may_request
 
@@ -91,7 +91,7 @@ def analysis_run_request(*, trial: Trial, user, kind: str, cutoff: dt.date | Non
             )
         from analysis.tasks import execute_analysis_run
 
-        execute_analysis_run.delay_on_commit(run.pk)
+        enqueue_on_commit(execute_analysis_run, run.pk)
     return run
 
 
@@ -228,20 +228,42 @@ class _Progress:
         return self.timings
 
 
-def _claim(run_id: int) -> AnalysisRun | None:
-    """Take the run for this worker, or None if it is done or another live worker has it."""
+# Session-level advisory locks, one per run, held by the connection of the worker executing it. PostgreSQL
+# releases such a lock the moment that connection ends, so "RUNNING but the lock is free" is a reliable sign
+# that the attempt's worker died (SIGKILL, OOM, lost host) — no heartbeat guesswork, no waiting.
+RUN_LOCK_NAMESPACE = 0x0E11  # "EXO analysis run"
+
+
+def _try_lock_run(run_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_LOCK_NAMESPACE, run_id % (1 << 31)])
+        (acquired,) = cursor.fetchone()
+    return acquired
+
+
+def _unlock_run(run_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_LOCK_NAMESPACE, run_id % (1 << 31)])
+
+
+def _claim(run_id: int, *, wait_for_lock: float = 0) -> AnalysisRun | None:
+    """Take the run for this worker (holding its lock), or None if it is done or a live worker has it.
+
+    ``wait_for_lock``: seconds to keep trying when the lock is held. A redelivered task passes a few: its
+    previous attempt's worker is dead, but PostgreSQL may take a moment to notice the closed connection.
+    """
+    deadline = time.monotonic() + wait_for_lock
+    while not _try_lock_run(run_id):
+        if time.monotonic() >= deadline:
+            return None  # another worker is executing it right now
+        time.sleep(0.2)
     now = timezone.now()
     with transaction.atomic(), audit_context(reason="analysis started by a worker"):
         run = AnalysisRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.status in (AnalysisRun.Status.SUCCEEDED, AnalysisRun.Status.FAILED):
+            _unlock_run(run_id)
             return None
-        if (
-            run.status == AnalysisRun.Status.RUNNING
-            and run.heartbeat_at
-            and now - run.heartbeat_at < STALE_AFTER
-            and os.environ.get("EXOTRIAL_TAKE_OVER_RUNNING") != "1"
-        ):
-            return None
+        # QUEUED, or RUNNING by an attempt whose worker died (it no longer holds the lock): run it (again).
         AnalysisRun.objects.filter(pk=run.pk).update(
             status=AnalysisRun.Status.RUNNING,
             started_at=run.started_at or now,
@@ -249,21 +271,26 @@ def _claim(run_id: int) -> AnalysisRun | None:
             attempts=F("attempts") + 1,
             error="",
             progress=0,
-            step="starting",
+            step="starting" if run.status == AnalysisRun.Status.QUEUED else "starting again: the last worker died",
         )
     run.refresh_from_db()
     return run
 
 
-def analysis_run_execute(*, run_id: int) -> AnalysisRun | None:
-    """Execute a run (idempotent: a succeeded or failed run is left alone)."""
-    run = _claim(run_id)
+def analysis_run_execute(*, run_id: int, previous_attempt_lost: bool = False) -> AnalysisRun | None:
+    """Execute a run (idempotent: a succeeded or failed run is left alone, a running one by a live worker too).
+
+    ``previous_attempt_lost``: this is a redelivery of a task whose worker died mid-run (see operations.execution).
+    """
+    run = _claim(run_id, wait_for_lock=15 if previous_attempt_lost else 0)
     if run is None:
         return AnalysisRun.objects.filter(pk=run_id).first()
     scratch = artifact_root() / "scratch" / f"run-{run.pk}-attempt-{run.attempts}"
     progress = _Progress(run)
     try:
-        shutil.rmtree(scratch, ignore_errors=True)
+        # An attempt whose worker was killed left its half-made files here; they were never published.
+        for leftover in (artifact_root() / "scratch").glob(f"run-{run.pk}-attempt-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         (scratch / "datasets").mkdir(parents=True)
         results = _produce(run, scratch, progress)
         _publish(run, scratch, results, progress.finish())
@@ -279,6 +306,9 @@ def analysis_run_execute(*, run_id: int) -> AnalysisRun | None:
                 timings=progress.finish(),
             )
         raise
+    finally:
+        if connection.is_usable():
+            _unlock_run(run_id)
     run.refresh_from_db()
     return run
 
@@ -456,9 +486,22 @@ def artifact_download_response(*, artifact: Artifact, user, remote_addr: str | N
 def mark_stuck_runs() -> int:
     """Runs whose worker died (no heartbeat for STALE_AFTER) are marked failed so they can be re-requested."""
     stale = timezone.now() - STALE_AFTER
-    with audit_context(reason="worker lost: no heartbeat"):
-        return AnalysisRun.objects.filter(status=AnalysisRun.Status.RUNNING, heartbeat_at__lt=stale).update(
-            status=AnalysisRun.Status.FAILED,
-            finished_at=timezone.now(),
-            error=f"The worker stopped reporting progress for {STALE_AFTER}; it probably died. Request the run again.",
-        )
+    marked = 0
+    for run_id in AnalysisRun.objects.filter(status=AnalysisRun.Status.RUNNING, heartbeat_at__lt=stale).values_list(
+        "pk", flat=True
+    ):
+        if not _try_lock_run(run_id):
+            continue  # a live worker holds it: slow, not dead
+        try:
+            with audit_context(reason="worker lost: no heartbeat"):
+                marked += AnalysisRun.objects.filter(pk=run_id, status=AnalysisRun.Status.RUNNING).update(
+                    status=AnalysisRun.Status.FAILED,
+                    finished_at=timezone.now(),
+                    error=(
+                        f"The worker stopped reporting progress for {STALE_AFTER} and no worker holds the run; "
+                        "it died and the task was not delivered again. Request the run again."
+                    ),
+                )
+        finally:
+            _unlock_run(run_id)
+    return marked

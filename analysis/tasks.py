@@ -5,9 +5,12 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from operations.execution import IdempotentTask, current_attempt
+
 
 @shared_task(
     name="analysis.execute_run",
+    base=IdempotentTask,
     acks_late=True,
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=True,
@@ -18,7 +21,8 @@ def execute_analysis_run(run_id: int) -> dict[str, object]:
     """Execute analysis run ``run_id``. Returns ids and the status only: results stay in the database."""
     from analysis.services import analysis_run_execute
 
-    run = analysis_run_execute(run_id=run_id)
+    attempt = current_attempt()
+    run = analysis_run_execute(run_id=run_id, previous_attempt_lost=bool(attempt and attempt.redelivered))
     return {"run_id": run_id, "status": run.status if run else "missing"}
 
 

@@ -33,11 +33,14 @@ def main() -> int:
     )
     options = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+    # A person reads this console: readable lines (deployments keep the JSON lines of config.settings.base).
+    os.environ.setdefault("EXOTRIAL_LOG_FORMAT", "plain")
+
+    from config.settings.base import VAR_DIR
 
     embedded_pgdata = None
     if not os.environ.get("DATABASE_URL"):
         from config.embedded import ensure_database, ensure_running
-        from config.settings.base import VAR_DIR
 
         embedded_pgdata = VAR_DIR / "pgdata"
         ensure_database(ensure_running(embedded_pgdata), "exotrial")
@@ -47,9 +50,25 @@ def main() -> int:
     try:
         _manage("migrate", "--no-input", "-v", "1")
         _manage("seed_demo", *(["--password", options.password] if options.password else []))
+        # One machine, one worker: it also runs beat (-B), which delivers the notification outbox and checks the
+        # SAE clocks and planned looks. A deployment with several workers runs `celery -A config beat` once instead.
         children.append(
             subprocess.Popen(  # noqa: S603
-                [PYTHON, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2"],
+                [
+                    PYTHON,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                    "--concurrency",
+                    "2",
+                    "--beat",
+                    "--schedule",
+                    str(VAR_DIR / "celerybeat-schedule"),
+                ],
                 cwd=BASE_DIR,
             )
         )

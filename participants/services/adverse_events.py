@@ -13,6 +13,7 @@ from participants.exceptions import DataValidationError
 from participants.meddra import SOC_NAMES
 from participants.models import AdverseEvent, Participant
 from participants.models.adverse_event import SERIOUSNESS_CRITERIA
+from participants.notifications import queue_sae_notification
 from participants.services.editing import check_can_enter, require_reason, versioned_update
 from participants.services.signatures import signatures_invalidate
 
@@ -108,6 +109,8 @@ def adverse_event_record(*, participant: Participant, user, data: dict) -> Adver
     with transaction.atomic(), audit_context(reason=INITIAL_ENTRY, user=user):
         event = AdverseEvent.objects.create(participant=participant, **_normalise(data))
         signatures_invalidate(participant=participant, reason="adverse event added")
+        # In this transaction, not through the broker: the notification exists exactly when the SAE does (R32).
+        queue_sae_notification(event)
     return event
 
 
@@ -124,6 +127,7 @@ def adverse_event_update(*, event: AdverseEvent, user, expected_version: int, da
         )
         with audit_context(reason=reason, user=user):
             signatures_invalidate(participant=participant, reason=f"adverse event changed: {reason}")
+        queue_sae_notification(event)  # once per event: an AE that becomes serious is notified then
     return event
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 
 from audit.context import audit_context
 from participants.exceptions import NotEligibleError, UnblindingReasonRequiredError
 from participants.models import Participant, UnblindingEvent
-from trials.models import Arm, Role, TrialMembership
+from participants.notifications import queue_unblinding_notification
+from trials.models import Arm
 from trials.policies.access import Capability, require
 from trials.policies.sites import can_see_site
 
@@ -36,20 +35,6 @@ def participant_unblind_emergency(*, participant: Participant, user, reason: str
         raise NotEligibleError(f"{participant} has not been randomized: there is nothing to unblind.")
     with transaction.atomic(), audit_context(reason=f"emergency unblinding: {reason}", user=user):
         event = UnblindingEvent.objects.create(trial=trial, participant=participant, requested_by=user, reason=reason)
-        recipients = list(
-            TrialMembership.objects.filter(trial=trial, role=Role.COORDINATOR, is_active=True)
-            .exclude(user__email="")
-            .values_list("user__email", flat=True)
-        )
-        subject = f"[{trial.protocol_code}] Emergency unblinding of {participant.screening_number}"
-        body = (
-            f"{user.get_full_name() or user.get_username()} unblinded participant {participant.screening_number} "
-            f"(randomization number {randomization.randomization_number}, site {participant.site.code}) "
-            f"at {event.created_at:%Y-%m-%d %H:%M} UTC.\n\nReason: {reason}\n\n"
-            "The treatment assignment is not included in this message. Review the event in ExoTrial."
-        )
-        if recipients:
-            transaction.on_commit(
-                lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
-            )
+        # The coordinators are told through the outbox, in this transaction: a broker outage cannot lose it.
+        queue_unblinding_notification(event)
     return event, randomization.arm

@@ -22,6 +22,9 @@ ANONYMOUS_OPERATIONS = {("POST", "/api/v1/auth/token/")}
 # URL names of views that need no login: the token exchange, and the schema and its docs (they describe
 # the operations, all of which are refused above).
 PUBLIC_VIEWS = {"api-token", "api-schema", "api-docs"}
+# The health probes (/health/…, config/health.py) are open too, deliberately, but they are plain Django views
+# outside the schema and outside DRF (no authentication runs for them), so neither list above concerns them:
+# their rule (open to every role, anonymous included) is in test_access_matrix.py, proven in test_health.py.
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 

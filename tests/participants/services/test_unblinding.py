@@ -5,6 +5,7 @@ from django.core import mail
 from django.core.exceptions import PermissionDenied
 
 from audit.history import record_history
+from operations.outbox import outbox_deliver_pending
 from participants.exceptions import NotEligibleError, UnblindingReasonRequiredError
 from participants.models import UnblindingEvent
 from participants.services.randomization import participant_randomize
@@ -41,7 +42,9 @@ def test_emergency_unblinding_reveals_one_participant_to_the_investigator_only(
     assert not sees_participant_allocation(small.users["coord"], first)  # the coordinator stays blind
     assert event.reason.startswith("Anaphylaxis")
     assert record_history(event)[0].reason.startswith("emergency unblinding: Anaphylaxis")
-    # the coordinator is told that it happened and why, never what the treatment is
+    # the coordinator is told that it happened and why, never what the treatment is — through the outbox
+    assert mail.outbox == []
+    assert outbox_deliver_pending() == 1
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.to == ["coord@example.org"]

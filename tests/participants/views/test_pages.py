@@ -6,6 +6,7 @@ import pytest
 from django.core import mail
 
 from accounts.testing import log_in
+from operations.outbox import outbox_deliver_pending
 from participants.models import Participant, Randomization, UnblindingEvent
 
 pytestmark = pytest.mark.django_db
@@ -76,6 +77,7 @@ def test_emergency_unblinding_flow(client, demo_trial, django_capture_on_commit_
         )
     assert arm.name in response.content.decode()
     assert UnblindingEvent.objects.filter(participant=participant).count() == 1
+    assert outbox_deliver_pending() == 1
     assert [m.to for m in mail.outbox] == [["demo-coordinator@example.org"]]
     # the coordinator is not unblinded by it
     coordinator_view = login(client, "demo-coordinator").get(f"{BASE}/participants/{participant.pk}/")
