@@ -40,6 +40,15 @@ def assert_health_body(response, status: str, checks: set[str]) -> dict:
     return body
 
 
+def _forget_broker_connections() -> None:
+    # The app keeps a connection pool and a producer pool bound to the broker URL of their first use: without
+    # this, every later publish of the test session would go to the URL this test pointed at (and be lost).
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+        celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def broker_url():
     """Point the Celery app at another broker for the test; the configured one is restored afterwards."""
@@ -47,9 +56,11 @@ def broker_url():
 
     def point_at(url: str) -> None:
         celery_app.conf.broker_url = url
+        _forget_broker_connections()
 
     yield point_at
     celery_app.conf.broker_url = saved
+    _forget_broker_connections()
 
 
 @pytest.fixture
