@@ -208,7 +208,11 @@ def main() -> int:  # noqa: C901 - one step after another, each optional
             )
         if "api" in wanted:
             _log(f"API write load ({options.api_seconds} s each after 3 s warm-up)")
-            load = LoadSettings(duration_s=options.api_seconds, gunicorn_workers=max(2, os.cpu_count() or 2))
+            load = LoadSettings(
+                duration_s=options.api_seconds,
+                gunicorn_workers=max(2, os.cpu_count() or 2),
+                worker_class=os.environ.get("BENCH_API_WORKER_CLASS", "sync"),
+            )
             run.attempt("api", lambda: api_write_vs_bare(target, work / "api", load=load))
 
     # The figures of the smaller trials first, the largest trial last: an interrupted run keeps the most.

@@ -187,7 +187,10 @@ def gunicorn_argv(port: int, worker_class: str, threads: int) -> list[str]:
         "--preload",
     ]
     if worker_class == "gthread":
-        argv += ["--threads", str(threads)]
+        # gunicorn closes an idle keep-alive connection after 2 s by default, shorter than a simulated user's think
+        # time: a request sent on a connection the server is closing fails ("connection closed"), a harness race
+        # that no real proxy in front of gunicorn would see. The server's keep-alive must outlast the client's idle.
+        argv += ["--threads", str(threads), "--keep-alive", "10"]
     return argv
 
 

@@ -87,6 +87,10 @@ class LoadSettings:
     threads: int = 2
     connections: int = 8
     gunicorn_workers: int = 2
+    # BENCH_API_WORKER_CLASS=gthread measures threaded workers (a write waits on PostgreSQL locks part of its time);
+    # the bare endpoint always gets the same settings as the product.
+    worker_class: str = "sync"
+    worker_threads: int = 4
 
     @property
     def stride(self) -> int:
@@ -138,7 +142,7 @@ def write_targets(trial: Trial, folder: Path, *, limit: int = 200_000) -> tuple[
 class Gunicorn:
     """gunicorn serving ``benchmarks.settings`` on a free loopback port, stopped (by its pid) on exit."""
 
-    def __init__(self, workers: int, env: dict, log: Path) -> None:
+    def __init__(self, load: LoadSettings, env: dict, log: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("w")
@@ -151,9 +155,11 @@ class Gunicorn:
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",
-                str(workers),
+                str(load.gunicorn_workers),
                 "--worker-class",
-                "sync",
+                load.worker_class,
+                "--threads",
+                str(load.worker_threads if load.worker_class == "gthread" else 1),
                 "--log-level",
                 "warning",
                 # Django loads once, before the workers fork: the first timed request does not pay for it.
@@ -251,7 +257,7 @@ def api_write_vs_bare(trial: Trial, folder: Path, *, load: LoadSettings, env: di
     script.write_text(_LUA, encoding="utf-8")
     before = OutcomeMeasurement.objects.filter(visit__participant__trial=trial).count()
     environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings", **(env or {})}
-    with Gunicorn(load.gunicorn_workers, environment, folder / "gunicorn.log") as server:
+    with Gunicorn(load, environment, folder / "gunicorn.log") as server:
         product = _drive(server.url, script=script, targets=product_targets, token=token.key, load=load)
         plain = _drive(server.url, script=script, targets=bare_targets, token=token.key, load=load)
     written = OutcomeMeasurement.objects.filter(visit__participant__trial=trial).count() - before
@@ -273,7 +279,8 @@ def api_write_vs_bare(trial: Trial, folder: Path, *, load: LoadSettings, env: di
         note=(
             f"rps product {product_rps:.0f} (p99 {product['measured']['p99_ms']:.1f} ms) vs bare {bare_rps:.0f} "
             f"(p99 {plain['measured']['p99_ms']:.1f} ms); wrk -t{load.threads} -c{load.connections}, "
-            f"{load.warmup_s}+{load.duration_s} s; gunicorn {load.gunicorn_workers} sync workers"
+            f"{load.warmup_s}+{load.duration_s} s; gunicorn {load.gunicorn_workers} {load.worker_class} workers"
+            + (f" x {load.worker_threads} threads" if load.worker_class == "gthread" else "")
         ),
         detail={
             "product": product,
