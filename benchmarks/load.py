@@ -112,7 +112,7 @@ def write_targets(trial: Trial, folder: Path, *, limit: int = 200_000) -> tuple[
             "participant_id", "visit_date"
         )
     )
-    definitions = list(trial.visit_definitions.filter(target_day__gt=0).order_by("order"))
+    definitions = list(trial.visit_definitions.filter(target_day__gt=0).order_by("order").prefetch_related("endpoints"))
     people = list(
         Participant.objects.filter(trial=trial, randomization__isnull=False).order_by("pk").values_list("pk", flat=True)
     )
@@ -127,16 +127,28 @@ def write_targets(trial: Trial, folder: Path, *, limit: int = 200_000) -> tuple[
                 if (pk, definition.pk) in taken or pk not in baseline_dates:
                     continue
                 visit_date = (baseline_dates[pk] + dt.timedelta(days=definition.target_day)).isoformat()
-                value = 20 + (pk * 7 + definition.order) % 60
                 body = {
                     "visit": definition.code,
                     "visit_date": visit_date,
-                    "measurements": [{"endpoint": "WOMACP", "value": value}],
+                    "measurements": [
+                        _measurement(endpoint, pk * 7 + definition.order, definition.target_day)
+                        for endpoint in definition.endpoints.all()
+                    ],
                 }
                 product.write(f"{api}/{pk}/visits/\t{json.dumps(body)}\n")
                 plain.write(f"/bench/bare/\t{json.dumps({**body, 'participant': pk})}\n")
                 count += 1
     return paths[0], paths[1], count
+
+
+def _measurement(endpoint, spread: int, target_day: int) -> dict:
+    """A valid value for every endpoint the visit schedules (the API refuses a visit with one missing)."""
+    if endpoint.kind == "time_to_event":
+        return {"endpoint": endpoint.code, "value": float(target_day), "event_occurred": False}
+    low = endpoint.min_value if endpoint.min_value is not None else 0.0
+    high = endpoint.max_value if endpoint.max_value is not None else low + 100.0
+    steps = max(int(high - low), 0)
+    return {"endpoint": endpoint.code, "value": low + (spread % (steps + 1)) if steps else low}
 
 
 class Gunicorn:

@@ -32,7 +32,7 @@ def test_targets_are_the_visits_not_recorded_yet_each_once(tmp_path):
     shutil.which("wrk") is None and os.environ.get("CI") != "true", reason="wrk (Debian package) is not installed"
 )
 def test_api_benchmark_writes_through_both_endpoints_under_load(test_database_env, tmp_path):
-    trial = build_trial(60, follow_up=False, seed=7)
+    trial = build_trial(200, follow_up=False, seed=7)  # enough visits for a fast machine: 2,000 targets
     load = LoadSettings(duration_s=2, warmup_s=2, threads=1, connections=2, gunicorn_workers=1)
 
     figure = api_write_vs_bare(trial, tmp_path, load=load, env=test_database_env)
