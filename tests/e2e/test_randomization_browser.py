@@ -16,7 +16,11 @@ def seeded(transactional_db):
     return {"arm_names": list(trial.arms.values_list("name", flat=True))}
 
 
-def test_site_staff_randomize_then_unblind_in_an_emergency(seeded, live_server, page, screenshot, log_in):
+def test_site_staff_randomize_and_unblind_then_the_unblinded_statistician_reviews_balance(
+    seeded, live_server, page, screenshot, log_in
+):
+    # one seeded trial, server and browser for both people (each logs in afresh; the statistician's pages do not
+    # depend on the participant the site randomized)
     log_in(page, live_server.url, "demo-site")
     screenshot("site-home")
     page.click("text=EXO-OA-201")
@@ -45,8 +49,7 @@ def test_site_staff_randomize_then_unblind_in_an_emergency(seeded, live_server, 
     screenshot("site-unblinded")
     assert page.console_errors == []
 
-
-def test_unblinded_statistician_reviews_balance_and_simulates(seeded, live_server, page, screenshot, log_in):
+    # the unblinded statistician reviews allocation balance and simulates
     log_in(page, live_server.url, "demo-unblinded-stat")
     page.goto(f"{live_server.url}/trials/EXO-OA-201/randomization/")
     screenshot("stat-allocation")
