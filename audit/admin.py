@@ -97,15 +97,8 @@ class ReadOnlyAuditedAdmin(AuditedAdmin):
         return False
 
 
-@admin.register(SecurityEvent)
-class SecurityEventAdmin(admin.ModelAdmin):
-    """Read-only: security events are written by the application and are never edited or deleted."""
-
-    list_display = ["occurred_at", "kind", "actor_username", "ip_address"]
-    list_filter = ["kind"]
-    search_fields = ["actor_username", "ip_address"]
-    date_hierarchy = "occurred_at"
-    readonly_fields = ["kind", "actor_id", "actor_username", "occurred_at", "ip_address", "user_agent", "details"]
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """Rows the application writes and people only read: no add, change or delete in the admin."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -115,3 +108,14 @@ class SecurityEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(ReadOnlyModelAdmin):
+    """Read-only: security events are written by the application and are never edited or deleted."""
+
+    list_display = ["occurred_at", "kind", "actor_username", "ip_address"]
+    list_filter = ["kind"]
+    search_fields = ["actor_username", "ip_address"]
+    date_hierarchy = "occurred_at"
+    readonly_fields = ["kind", "actor_id", "actor_username", "occurred_at", "ip_address", "user_agent", "details"]

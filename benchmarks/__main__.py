@@ -15,8 +15,6 @@ import argparse
 import datetime as dt
 import math
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,29 +71,6 @@ def _recreate_database() -> None:
         name = sql.Identifier(database["NAME"])
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
-
-
-def _machine() -> dict:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        (pg_version,) = cursor.fetchone()
-    base = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        completed = subprocess.run(["git", *args], cwd=base, capture_output=True, text=True, check=False)
-        return completed.stdout.strip()
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "postgresql": pg_version,
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "finished_at": dt.datetime.now(tz=dt.UTC).isoformat(timespec="seconds"),
-    }
 
 
 def _build(participants: int, seed: int, **kwargs):
@@ -165,7 +140,7 @@ def main() -> int:  # noqa: C901 - one step after another, each optional
             "total_seconds": round(time.perf_counter() - started, 1),
             "errors": run.errors,
         }
-        report.write_json(out, run.figures, machine=_machine(), settings=run_settings)
+        report.write_json(out, run.figures, machine=report.machine_description(), settings=run_settings)
 
     run = _Run(save)
     wanted = set(options.only)

@@ -34,7 +34,6 @@ import csv
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -618,27 +617,6 @@ def table(requests: list[dict], classes: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _machine() -> dict:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        (pg_version,) = cursor.fetchone()
-
-    def git(*args: str) -> str:
-        completed = subprocess.run(["git", *args], cwd=BASE_DIR, capture_output=True, text=True, check=False)
-        return completed.stdout.strip()
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "postgresql": pg_version,
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-    }
-
-
 def _load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -836,9 +814,11 @@ def write_result(run: Run, started_at: dt.datetime) -> None:
         "celery": {"concurrency": CELERY_CONCURRENCY, "broker": settings.CELERY_BROKER_URL.split("://")[0]},
         "limits_ms": {"read_p95": READ_P95_LIMIT_MS, "write_p95": WRITE_P95_LIMIT_MS},
     }
+    from benchmarks.report import machine_description
+
     machine = {}
     with contextlib.suppress(Exception):
-        machine = _machine()
+        machine = machine_description()
     # The run shares the box with whatever else runs on it: say how busy it was.
     run.result["machine"] = {**machine, "load_average_1_5_15": {**run.loads, "end_of_run": _load_average()}}
     run.result["started_at"] = started_at.isoformat(timespec="seconds")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import operator
+import os
+import platform
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,3 +107,27 @@ def write_json(path: Path, figures: list[Figure], *, machine: dict, settings: di
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def machine_description() -> dict:
+    """What the figures were measured on: CPUs, platform, Python, PostgreSQL, the commit (and if it was dirty)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        (pg_version,) = cursor.fetchone()
+    base = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        completed = subprocess.run(["git", *args], cwd=base, capture_output=True, text=True, check=False)
+        return completed.stdout.strip()
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "postgresql": pg_version,
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "finished_at": dt.datetime.now(tz=dt.UTC).isoformat(timespec="seconds"),
+    }

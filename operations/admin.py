@@ -5,22 +5,12 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils import timezone
 
+from audit.admin import ReadOnlyModelAdmin
 from operations.models import OperationalAlert, OutboxMessage, TaskExecution
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(TaskExecution)
-class TaskExecutionAdmin(ReadOnlyAdmin):
+class TaskExecutionAdmin(ReadOnlyModelAdmin):
     list_display = ["task_name", "key", "status", "attempts", "last_started_at", "finished_at", "worker"]
     list_filter = ["status", "task_name"]
     search_fields = ["key", "task_id"]
@@ -28,7 +18,7 @@ class TaskExecutionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(ReadOnlyAdmin):
+class OutboxMessageAdmin(ReadOnlyModelAdmin):
     list_display = ["kind", "key", "created_at", "delivered_at", "attempts", "given_up_at"]
     list_filter = ["kind", ("delivered_at", admin.EmptyFieldListFilter), ("given_up_at", admin.EmptyFieldListFilter)]
     search_fields = ["key"]
@@ -36,7 +26,7 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OperationalAlert)
-class OperationalAlertAdmin(ReadOnlyAdmin):
+class OperationalAlertAdmin(ReadOnlyModelAdmin):
     list_display = ["created_at", "kind", "subject", "acknowledged_at"]
     list_filter = ["kind", ("acknowledged_at", admin.EmptyFieldListFilter)]
     actions = ["acknowledge"]

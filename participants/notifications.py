@@ -59,13 +59,19 @@ def _sae_facts(event: AdverseEvent) -> str:
     )
 
 
-def sae_reported_email(payload: dict) -> EmailMessage | None:
+def _serious_event(payload: dict) -> AdverseEvent | None:
+    """The adverse event a message is about, as it is now; None if it is gone or no longer serious."""
     event = (
         AdverseEvent.objects.select_related("participant__site", "participant__trial")
         .filter(pk=payload["adverse_event_id"])
         .first()
     )
-    if event is None or not event.serious:
+    return event if event is not None and event.serious else None
+
+
+def sae_reported_email(payload: dict) -> EmailMessage | None:
+    event = _serious_event(payload)
+    if event is None:
         return None
     trial = event.participant.trial
     recipients = _recipients(trial, SAFETY_ROLES)
@@ -85,12 +91,8 @@ def sae_reported_email(payload: dict) -> EmailMessage | None:
 
 
 def sae_clock_reminder_email(payload: dict) -> EmailMessage | None:
-    event = (
-        AdverseEvent.objects.select_related("participant__site", "participant__trial")
-        .filter(pk=payload["adverse_event_id"])
-        .first()
-    )
-    if event is None or not event.serious or event.sponsor_notified_at is not None:
+    event = _serious_event(payload)
+    if event is None or event.sponsor_notified_at is not None:
         return None  # reported meanwhile: nothing to remind anyone of
     trial = event.participant.trial
     recipients = _recipients(trial, (*SAFETY_ROLES, Role.SITE_STAFF))
