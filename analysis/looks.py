@@ -12,7 +12,8 @@ from analysis.models import AnalysisRun, LookNotification
 from audit.context import audit_context
 from operations.outbox import outbox_add
 from participants.models import OutcomeMeasurement
-from trials.models import Role, Trial, TrialMembership
+from trials.models import Role, Trial
+from trials.selectors import member_emails
 
 NOTIFIED_ROLES = (Role.COORDINATOR, Role.UNBLINDED_STATISTICIAN, Role.BLINDED_STATISTICIAN)
 
@@ -65,13 +66,7 @@ def look_due_email(payload: dict) -> EmailMessage | None:
         return None
     look_number = payload["look_number"]
     planned = trial.analysis_plan.look_fractions[look_number - 1]
-    recipients = sorted(
-        set(
-            TrialMembership.objects.filter(trial=trial, role__in=NOTIFIED_ROLES, is_active=True)
-            .exclude(user__email="")
-            .values_list("user__email", flat=True)
-        )
-    )
+    recipients = member_emails(trial, NOTIFIED_ROLES)
     if not recipients:
         return None
     return EmailMessage(

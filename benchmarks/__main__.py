@@ -54,21 +54,28 @@ def _log(message: str) -> None:
     print(f"[{dt.datetime.now(tz=dt.UTC):%H:%M:%S}] {message}", flush=True)
 
 
-def _recreate_database() -> None:
+def _maintenance_connection():
+    """An autocommit connection to the ``postgres`` database of the configured server (to drop or create ours)."""
     import psycopg
     from django.conf import settings
-    from psycopg import sql
 
     database = settings.DATABASES["default"]
-    with psycopg.connect(
+    return psycopg.connect(
         host=database["HOST"] or None,
         port=database["PORT"] or None,
         user=database["USER"] or None,
         password=database.get("PASSWORD") or None,
         dbname="postgres",
         autocommit=True,
-    ) as admin:
-        name = sql.Identifier(database["NAME"])
+    )
+
+
+def _recreate_database() -> None:
+    from django.conf import settings
+    from psycopg import sql
+
+    with _maintenance_connection() as admin:
+        name = sql.Identifier(settings.DATABASES["default"]["NAME"])
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
 

@@ -636,22 +636,16 @@ def verify_audit(env: dict[str, str], timeout_s: float = 600) -> dict:
 
 
 def _drop_database() -> None:
-    import psycopg
     from django.conf import settings
     from django.db import connections
     from psycopg import sql
 
+    from benchmarks.__main__ import _maintenance_connection
+
     connections.close_all()
-    database = settings.DATABASES["default"]
-    with psycopg.connect(
-        host=database["HOST"] or None,
-        port=database["PORT"] or None,
-        user=database["USER"] or None,
-        password=database.get("PASSWORD") or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database["NAME"])))
+    with _maintenance_connection() as admin:
+        name = sql.Identifier(settings.DATABASES["default"]["NAME"])
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
 
 
 # --- the run -----------------------------------------------------------------------------------------------------

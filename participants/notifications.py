@@ -17,22 +17,13 @@ from operations.models import OutboxMessage
 from operations.outbox import outbox_add
 from participants.models import AdverseEvent, UnblindingEvent
 from participants.models.adverse_event import SERIOUSNESS_CRITERIA
-from trials.models import Role, TrialMembership
+from trials.models import Role
+from trials.selectors import member_emails
 
 # Who must hear of a serious adverse event within 24 hours: the coordinating centre acting for the sponsor,
 # and the sponsor's own viewers (ICH E2A; both stay blinded: nothing here depends on the arm).
 SAFETY_ROLES = (Role.COORDINATOR, Role.SPONSOR_VIEWER)
 SAE_REMINDER_BEFORE = dt.timedelta(hours=6)
-
-
-def _recipients(trial, roles) -> list[str]:
-    return sorted(
-        set(
-            TrialMembership.objects.filter(trial=trial, role__in=roles, is_active=True, user__is_active=True)
-            .exclude(user__email="")
-            .values_list("user__email", flat=True)
-        )
-    )
 
 
 def queue_sae_notification(event: AdverseEvent) -> None:
@@ -74,7 +65,7 @@ def sae_reported_email(payload: dict) -> EmailMessage | None:
     if event is None:
         return None
     trial = event.participant.trial
-    recipients = _recipients(trial, SAFETY_ROLES)
+    recipients = member_emails(trial, SAFETY_ROLES)
     if not recipients:
         return None
     deadline = event.site_aware_at + dt.timedelta(hours=24)
@@ -95,7 +86,7 @@ def sae_clock_reminder_email(payload: dict) -> EmailMessage | None:
     if event is None or event.sponsor_notified_at is not None:
         return None  # reported meanwhile: nothing to remind anyone of
     trial = event.participant.trial
-    recipients = _recipients(trial, (*SAFETY_ROLES, Role.SITE_STAFF))
+    recipients = member_emails(trial, (*SAFETY_ROLES, Role.SITE_STAFF))
     if not recipients:
         return None
     deadline = event.site_aware_at + dt.timedelta(hours=24)
@@ -120,7 +111,7 @@ def emergency_unblinding_email(payload: dict) -> EmailMessage | None:
     )
     if event is None:
         return None
-    recipients = _recipients(event.trial, (Role.COORDINATOR,))
+    recipients = member_emails(event.trial, (Role.COORDINATOR,))
     if not recipients:
         return None
     participant = event.participant

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db.models import Count, Q
 from django.http import Http404
 
-from trials.models import Trial
+from trials.models import Trial, TrialMembership
 from trials.policies.access import Capability, membership, require
 from trials.policies.sites import ALL_SITES, visible_site_ids
 
@@ -29,3 +29,14 @@ def site_enrolment(*, trial: Trial, user) -> list[dict]:
         screen_failures=Count("participants", filter=Q(participants__status="screen_failed"), distinct=True),
     ).values("pk", "code", "name", "target_enrollment", "screened", "randomized", "screen_failures")
     return list(rows)
+
+
+def member_emails(trial: Trial, roles) -> list[str]:
+    """The e-mail addresses of the trial's active members in ``roles`` (active accounts with an address), sorted."""
+    return sorted(
+        set(
+            TrialMembership.objects.filter(trial=trial, role__in=roles, is_active=True, user__is_active=True)
+            .exclude(user__email="")
+            .values_list("user__email", flat=True)
+        )
+    )
