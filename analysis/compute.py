@@ -261,8 +261,8 @@ def _pooled_and_by_arm(datasets, spec, tables, figures, summary) -> None:
         .reset_index()
         .rename(columns={"EXTRT": "arm", "EXLOT": "lot"})
     )
-    figures["consort_pooled"] = _consort(datasets, grouped=False)
-    figures["consort_by_arm"] = _consort(datasets, grouped=True)
+    figures["consort_pooled"] = consort_flow(datasets, grouped=False)
+    figures["consort_by_arm"] = consort_flow(datasets, grouped=True)
     summary["accrual"] = {"screened": len(screening), "randomized": len(adsl), "planned_n": spec.planned_n}
 
 
@@ -313,7 +313,10 @@ def _completeness(datasets, spec) -> pd.DataFrame:
     return table.reset_index().drop(columns=["AVISITN"]).rename(columns={"AVISIT": "visit"})
 
 
-def _consort(datasets, *, grouped: bool) -> dict:
+def consort_flow(datasets, *, grouped: bool) -> dict:
+    """The CONSORT 2010 flow counts of a freeze: assessed, excluded (by reason), randomized, then per arm (or pooled
+    as "All participants") allocated, received the allocated intervention, lost to follow-up, discontinued (by
+    reason) and analysed (ITT: every randomized participant)."""
     adsl, screening = datasets["adsl"], datasets["screening"]
     failures = screening[screening["SCRNFL"] == "Y"]["SCRNFREAS"].value_counts().to_dict()
     failed = int((screening["SCRNFL"] == "Y").sum())
