@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -71,7 +72,13 @@ def _csv_data_rows(path: Path) -> int:
 
 
 def import_vs_copy(
-    trial: Trial, csv_path: Path, *, repeats: int = 3, warmup: int = 1, long_run_s: float | None = None
+    trial: Trial,
+    csv_path: Path,
+    *,
+    repeats: int = 3,
+    warmup: int = 1,
+    long_run_s: float | None = None,
+    explain: bool = True,
 ) -> Figure:
     """Import ``csv_path`` into ``trial`` through ``import_outcomes`` (validated, audited, all or nothing) ÷ COPY of the
     same file into a plain table.
@@ -114,6 +121,15 @@ def import_vs_copy(
 
     platform = measure(product, repeats=repeats, warmup=warmup, long_run_s=long_run_s)
     plain = measure(baseline, repeats=repeats, warmup=warmup)
+    breakdown = import_breakdown(trial, csv_path) if explain else {}
+    where = (
+        f"; one more run under EXPLAIN ANALYZE took {breakdown['import_s']:.1f} s: validation "
+        f"{breakdown['validation_s']:.1f} s, writes {breakdown['writes_s']:.1f} s (of which foreign key checks "
+        f"{breakdown['foreign_key_checks_s']:.1f} s and audit triggers {breakdown['audit_triggers_s']:.1f} s), "
+        f"COPY into staging and Python {breakdown['copy_and_python_s']:.1f} s"
+        if breakdown
+        else ""
+    )
     return Figure(
         "import_vs_copy",
         ratio(platform.median, plain.median),
@@ -121,9 +137,66 @@ def import_vs_copy(
         4,
         platform=platform.median,
         baseline=plain.median,
-        note=f"{expected:,} rows; runs rolled back so each imports into the same state" + _single(platform),
-        detail={"rows": expected, **checks, "platform": platform.as_dict(), "baseline": plain.as_dict()},
+        note=f"{expected:,} rows; runs rolled back so each imports into the same state" + _single(platform) + where,
+        detail={
+            "rows": expected,
+            **checks,
+            "platform": platform.as_dict(),
+            "baseline": plain.as_dict(),
+            "breakdown_s": breakdown,
+        },
     )
+
+
+# The import's writes, told apart by the first words of their SQL (participants.exchange.imports).
+_WRITE_STATEMENTS = ("WITH new_visits AS", "WITH inserted AS")
+
+
+def import_breakdown(trial: Trial, csv_path: Path) -> dict[str, float]:
+    """One more import (rolled back) in which each write statement is first run under ``EXPLAIN ANALYZE`` in a
+    savepoint (then rolled back to it and run for real): PostgreSQL itself reports how long the foreign-key checks
+    and the audit triggers of the inserted rows took. Seconds of: the whole import (its EXPLAIN runs excluded),
+    the validation statements, the writes, and within the writes the foreign-key checks and the audit triggers
+    (event rows and their hash-chain links); the rest is staging the file with COPY and Python.
+    """
+    user = trial_user(trial, Role.SITE_STAFF)
+    seconds = {"validation_s": 0.0, "writes_s": 0.0, "foreign_key_checks_s": 0.0, "audit_triggers_s": 0.0}
+    explained = 0.0
+
+    def explain_then_execute(execute, sql, params, many, context):
+        nonlocal explained
+        is_write = sql.lstrip().startswith(_WRITE_STATEMENTS)
+        if is_write:
+            started = time.perf_counter()
+            with transaction.atomic(), connection.connection.cursor() as raw:  # savepoint; bypasses this wrapper
+                raw.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+                ((plan,),) = raw.fetchall()
+                transaction.set_rollback(True)
+            explained += time.perf_counter() - started
+            for trigger in plan[0].get("Triggers", []):
+                kind = "foreign_key_checks_s" if trigger.get("Constraint Name") else "audit_triggers_s"
+                seconds[kind] += trigger["Time"] / 1000
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            elapsed = time.perf_counter() - started
+            if is_write:
+                seconds["writes_s"] += elapsed
+            elif sql.lstrip().startswith(("CREATE TEMP TABLE", "INSERT INTO exotrial_import_errors", "ANALYZE")):
+                seconds["validation_s"] += elapsed
+
+    started = time.perf_counter()
+    with connection.execute_wrapper(explain_then_execute), transaction.atomic():
+        import_outcomes(trial=trial, user=user, path=csv_path, file_name=csv_path.name, dry_run=False)
+        transaction.set_rollback(True)
+    total = time.perf_counter() - started - explained
+    breakdown = {
+        "import_s": total,
+        **seconds,
+        "copy_and_python_s": total - seconds["validation_s"] - seconds["writes_s"],
+    }
+    return {name: round(value, 4) for name, value in breakdown.items()}
 
 
 # --- Freeze: the analysis datasets ÷ COPY (SELECT …) TO STDOUT of the same rows into pandas ---------------------
