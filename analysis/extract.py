@@ -1,21 +1,32 @@
 """The one boundary from the ORM to DataFrames: every analysis, report, export and benchmark reads here.
 
-Frames are built from ``.values_list`` with named columns, or, for the million-row efficacy dataset, from
-``COPY (SELECT …) TO STDOUT`` read by ``pandas.read_csv`` (``copy_frame``). Participants are identified by a
-pseudonymous subject id (``USUBJID`` = protocol code + screening number); no direct identifiers leave
-the database. Treatment assignment is included only when the caller asks for it (``with_arm=True``),
-which only unblinded code paths do.
+Frames are built from ``.values_list`` with named columns or, for the frozen datasets where that is slowest
+(efficacy, up to a million rows; subjects, time to event, exposure), from ``COPY (SELECT …) TO STDOUT`` read by
+``pandas.read_csv`` (``copy_frame``). Participants are identified by a pseudonymous subject id (``USUBJID`` =
+protocol code + screening number); no direct identifiers leave the database. Treatment assignment is included
+only when the caller asks for it (``with_arm=True``), which only unblinded code paths do.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import io
+import json
 
 import pandas as pd
 from django.db import connection, transaction
+from django.utils import timezone
 
-from participants.models import OutcomeMeasurement, Participant, Visit
-from trials.models import Endpoint, VisitDefinition
+from participants.models import (
+    DoseAdministration,
+    OutcomeMeasurement,
+    Participant,
+    ProtocolDeviation,
+    Randomization,
+    Visit,
+)
+from trials.models import Arm, Endpoint, ProductLot, Site, VisitDefinition
 
 
 def subjects(trial, *, with_arm: bool) -> pd.DataFrame:
@@ -104,59 +115,48 @@ def _usubjid(protocol_code: str, screening_numbers: pd.Series) -> pd.Series:
     return protocol_code + "-" + screening_numbers.astype(str)
 
 
+# The cut-off applies to the dates of timestamps in the current time zone, as Django's ``__date`` lookups take
+# them (``AT TIME ZONE %s``); the dates reported (RANDDT, EXSTDT) are UTC dates.
+_ADSL_SQL = f"""
+SELECT p.id AS pk, p.screening_number AS "SUBJID", s.code AS "SITEID", a.code AS "TRT01P",
+       (r.randomized_at AT TIME ZONE 'UTC')::date AS "RANDDT", p.age_at_screening AS "AGE", p.sex AS "SEX", p.strata,
+       p.withdrawal_reason, p.withdrawn_on, p.completed_on
+FROM {Participant._meta.db_table} p
+JOIN {Randomization._meta.db_table} r ON r.participant_id = p.id
+JOIN {Site._meta.db_table} s ON s.id = p.site_id
+JOIN {Arm._meta.db_table} a ON a.id = r.arm_id
+WHERE p.trial_id = %s AND (r.randomized_at AT TIME ZONE %s)::date <= %s
+ORDER BY p.screening_number
+"""  # noqa: S608 - table names from the models, values are parameters
+
+_FIRST_DOSE_SQL = f"""
+SELECT DISTINCT ON (x.participant_id) x.participant_id AS pk, (x.administered_at AT TIME ZONE %s)::date AS first_dose
+FROM {DoseAdministration._meta.db_table} x
+JOIN {Participant._meta.db_table} p ON p.id = x.participant_id
+WHERE p.trial_id = %s AND (x.administered_at AT TIME ZONE %s)::date <= %s
+ORDER BY x.participant_id, x.administered_at
+"""  # noqa: S608 - table names from the models, values are parameters
+
+
 def adsl(trial, cutoff) -> pd.DataFrame:
     """Subject-level dataset: every participant randomized on or before ``cutoff``."""
-    from participants.models import DoseAdministration, ProtocolDeviation
-
     factors = list(trial.stratification_factors.order_by("code").values_list("code", flat=True))
-    rows = list(
-        Participant.objects.filter(trial=trial, randomization__randomized_at__date__lte=cutoff)
-        .order_by("screening_number")
-        .values_list(
-            "pk",
-            "screening_number",
-            "site__code",
-            "randomization__arm__code",
-            "randomization__randomized_at",
-            "age_at_screening",
-            "sex",
-            "strata",
-            "status",
-            "withdrawal_reason",
-            "withdrawn_on",
-            "completed_on",
-        )
+    zone = timezone.get_current_timezone_name()
+    frame = _copy_rows(
+        _ADSL_SQL,
+        [trial.pk, zone, cutoff],
+        text=("SUBJID", "SITEID", "TRT01P", "SEX", "withdrawal_reason"),
+        dates=("RANDDT", "withdrawn_on", "completed_on"),
+        json_values=("strata",),
     )
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "pk",
-            "SUBJID",
-            "SITEID",
-            "TRT01P",
-            "randomized_at",
-            "AGE",
-            "SEX",
-            "strata",
-            "status",
-            "withdrawal_reason",
-            "withdrawn_on",
-            "completed_on",
-        ],
-    )
-    first_dose = dict(
-        DoseAdministration.objects.filter(participant__trial=trial, administered_at__date__lte=cutoff)
-        .order_by("participant_id", "administered_at")
-        .values_list("participant_id", "administered_at__date")
-        .distinct("participant_id")
-    )
+    doses = _copy_rows(_FIRST_DOSE_SQL, [zone, trial.pk, zone, cutoff], dates=("first_dose",))
+    first_dose = dict(zip(doses["pk"], doses["first_dose"], strict=True))
     major = set(
         ProtocolDeviation.objects.filter(
             participant__trial=trial, severity="major", occurred_on__lte=cutoff
         ).values_list("participant_id", flat=True)
     )
     frame.insert(0, "USUBJID", _usubjid(trial.protocol_code, frame["SUBJID"]))
-    frame["RANDDT"] = pd.to_datetime(frame["randomized_at"], utc=True).dt.date
     frame["TRTSDT"] = frame["pk"].map(first_dose)
     frame["ITTFL"] = "Y"
     frame["SAFFL"] = frame["TRTSDT"].notna().map({True: "Y", False: "N"})
@@ -193,9 +193,10 @@ WHERE p.trial_id = %s AND v.visit_date <= %s AND e.kind = ANY(%s)
 def copy_frame(select: str, params: list, *, text: tuple[str, ...] = (), floats: tuple[str, ...] = ()) -> pd.DataFrame:
     """The rows of ``select`` as a DataFrame, through ``COPY … TO STDOUT (FORMAT csv)`` and ``pandas.read_csv``.
 
-    ``text`` columns keep their text as stored (never read as missing or as numbers), ``floats`` are float64
-    even when every value is whole, and every float reads back exactly as stored (PostgreSQL writes the shortest
-    exact text, pandas parses it exactly). Other columns are inferred; ``t``/``f`` are booleans, empty is missing.
+    ``text`` columns keep their text as stored (never read as missing or as numbers; CSV cannot tell NULL from an
+    empty text, so NULL reads as empty too), ``floats`` are float64 even when every value is whole, and every float
+    reads back exactly as stored (PostgreSQL writes the shortest exact text, pandas parses it exactly). Other columns
+    are inferred; ``t``/``f`` are booleans, empty is missing.
     """
     buffer = io.BytesIO()
     with transaction.atomic(), connection.cursor() as cursor:
@@ -206,14 +207,45 @@ def copy_frame(select: str, params: list, *, text: tuple[str, ...] = (), floats:
             for data in copy:
                 buffer.write(data)
     buffer.seek(0)
+    # read_csv takes missing-value markers per column only by name, so the names come from COPY's header.
+    header = next(csv.reader([buffer.readline().decode()]))
+    buffer.seek(0)
     return pd.read_csv(
         buffer,
         dtype={**dict.fromkeys(text, str), **dict.fromkeys(floats, "float64")},
         keep_default_na=False,
-        na_values=[""],
+        na_values={column: [""] for column in header if column not in text},
         true_values=["t"],
         false_values=["f"],
     )
+
+
+def _copy_rows(
+    select: str,
+    params: list,
+    *,
+    text: tuple[str, ...] = (),
+    floats: tuple[str, ...] = (),
+    dates: tuple[str, ...] = (),
+    json_values: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """``copy_frame`` shaped like the frame that ``values_list`` rows gave, on which the datasets' derivations, and so
+    their dtypes, rest: ``dates`` are ``datetime.date`` objects, ``json_values`` columns are selected as JSON and
+    decoded (both ``None`` where NULL), and no rows give object columns.
+
+    A text that may be NULL is selected as ``to_json(…)``: CSV cannot tell NULL from an empty text, JSON can.
+    """
+    frame = copy_frame(select, params, text=(*text, *dates, *json_values), floats=floats)
+    if frame.empty:
+        return frame.astype(object)
+    # Neither a date nor a JSON text is ever empty, so empty is NULL. The lists give pandas the Python objects the ORM
+    # gave, and the dtypes it inferred from them (a column of None only is an object column, not str).
+    for column in dates:
+        frame[column] = [dt.date.fromisoformat(day) if day else None for day in frame[column].tolist()]
+    for column in json_values:
+        # One JSON array decoded at once: a json.loads call per row takes several times as long.
+        frame[column] = json.loads(f"[{','.join(value or 'null' for value in frame[column].tolist())}]")
+    return frame
 
 
 def adeff(trial, cutoff, subjects: pd.DataFrame) -> pd.DataFrame:
@@ -285,56 +317,93 @@ def adae(trial, cutoff, subjects: pd.DataFrame) -> pd.DataFrame:
     return frame[["pk", *ADAE_COLUMNS]].reset_index(drop=True)
 
 
-def adtte(trial, cutoff, subjects: pd.DataFrame) -> pd.DataFrame:
-    """Time-to-event parameters: an event dated after the cut-off is censored at the cut-off."""
-    import datetime as dt
+# Not limited to the cut-off: a value recorded later still counts, censored at the cut-off. Should a participant have
+# a value at several visits, the latest visit's counts (ordered last here, kept by drop_duplicates).
+_TIME_TO_EVENT_SQL = f"""
+SELECT v.participant_id AS pk, m.endpoint_id, m.value, m.event_occurred AS event
+FROM {OutcomeMeasurement._meta.db_table} m
+JOIN {Visit._meta.db_table} v ON v.id = m.visit_id
+JOIN {VisitDefinition._meta.db_table} d ON d.id = v.visit_definition_id
+WHERE m.endpoint_id = ANY(%s) AND m.value IS NOT NULL
+ORDER BY d."order"
+"""  # noqa: S608 - table names from the models, values are parameters
 
-    endpoints = list(trial.endpoints.filter(kind="time_to_event").values_list("pk", "code", "name"))
-    recorded = {
-        (pk, endpoint): (value, event)
-        for pk, endpoint, value, event in OutcomeMeasurement.objects.filter(
-            visit__participant__trial=trial, endpoint__kind="time_to_event", value__isnull=False
-        ).values_list("visit__participant_id", "endpoint_id", "value", "event_occurred")
-    }
-    last_visit = dict(
-        Visit.objects.filter(participant__trial=trial, visit_date__lte=cutoff, status="completed")
-        .order_by("participant_id", "-visit_date")
-        .distinct("participant_id")
-        .values_list("participant_id", "visit_date")
+_LAST_VISIT_SQL = f"""
+SELECT participant_id AS pk, max(visit_date) AS last_visit
+FROM {Visit._meta.db_table}
+WHERE participant_id = ANY(%s) AND visit_date <= %s AND status = 'completed'
+GROUP BY participant_id
+"""  # noqa: S608 - table names from the models, values are parameters
+
+
+def adtte(trial, cutoff, subjects: pd.DataFrame) -> pd.DataFrame:
+    """Time-to-event parameters: an event dated after the cut-off is censored at the cut-off.
+
+    A participant without a value is censored at the last completed visit on or before the cut-off (at
+    randomization, without one)."""
+    endpoints = pd.DataFrame(
+        list(trial.endpoints.filter(kind="time_to_event").values_list("pk", "code", "name")),
+        columns=["endpoint_id", "PARAMCD", "PARAM"],
     )
-    rows = []
-    for subject in subjects.itertuples():
-        start = subject.RANDDT
-        follow_up = (cutoff - start).days
-        for endpoint_id, code, name in endpoints:
-            value, event = recorded.get((subject.pk, endpoint_id), (None, None))
-            if value is not None and event and value <= follow_up:
-                time, censored = float(value), 0
-            elif value is not None:
-                time, censored = float(min(value, follow_up)), 1
-            else:
-                last = last_visit.get(subject.pk, start)
-                time, censored = float(max((last - start).days, 0)), 1
-            rows.append(
-                (subject.pk, subject.USUBJID, code, name, time, censored, start, start + dt.timedelta(days=round(time)))
-            )
-    return pd.DataFrame(rows, columns=["pk", *ADTTE_COLUMNS])
+    if subjects.empty or endpoints.empty:
+        # Object columns, like every dataset without rows.
+        return pd.DataFrame([], columns=["pk", *ADTTE_COLUMNS])
+    recorded = copy_frame(_TIME_TO_EVENT_SQL, [endpoints["endpoint_id"].tolist()], floats=("value",))
+    frame = (
+        subjects[["pk", "USUBJID", "RANDDT"]]
+        .merge(endpoints, how="cross")
+        .merge(recorded.drop_duplicates(["pk", "endpoint_id"], keep="last"), on=["pk", "endpoint_id"], how="left")
+    )
+    # Only a participant without a value is censored at the last visit: reading only their visits, by index, spares
+    # sorting every visit of the trial.
+    unmeasured = frame.loc[frame["value"].isna(), "pk"].unique().tolist()
+    frame = frame.merge(copy_frame(_LAST_VISIT_SQL, [unmeasured, cutoff]), on="pk", how="left")
+    start = pd.to_datetime(frame["RANDDT"])
+    follow_up = (pd.Timestamp(cutoff) - start).dt.days
+    value = frame["value"]
+    observed = value.notna() & frame["event"].eq(True) & (value <= follow_up)
+    since_last_visit = (pd.to_datetime(frame["last_visit"]) - start).dt.days.fillna(0).clip(lower=0)
+    time = value.where(observed, value.clip(upper=follow_up)).fillna(since_last_visit).astype("float64")
+    # ADT is AVAL days after randomization, rounded half to even as Python's round() does.
+    end = start + pd.to_timedelta(time.round(), unit="D")
+    return pd.DataFrame(
+        {
+            "pk": frame["pk"],
+            "USUBJID": frame["USUBJID"],
+            "PARAMCD": frame["PARAMCD"],
+            "PARAM": frame["PARAM"],
+            "AVAL": time,
+            "CNSR": (~observed).astype("int64"),
+            "STARTDT": frame["RANDDT"],
+            "ADT": end.dt.date,
+        }
+    )
+
+
+_ADEX_SQL = f"""
+SELECT x.participant_id AS pk, to_json(l.lot_number) AS "EXLOT", x.particles_given AS "EXDOSE",
+       x.volume_ml AS "EXVOL", x.route AS "EXROUTE", (x.administered_at AT TIME ZONE 'UTC')::date AS "EXSTDT"
+FROM {DoseAdministration._meta.db_table} x
+JOIN {Participant._meta.db_table} p ON p.id = x.participant_id
+LEFT JOIN {ProductLot._meta.db_table} l ON l.id = x.lot_id
+WHERE p.trial_id = %s AND (x.administered_at AT TIME ZONE %s)::date <= %s
+ORDER BY x.participant_id, x.administered_at
+"""  # noqa: S608 - table names from the models, values are parameters
 
 
 def adex(trial, cutoff, subjects: pd.DataFrame) -> pd.DataFrame:
     """Exposure: one row per administration, with the product lot and the particles given."""
-    from participants.models import DoseAdministration
-
-    rows = list(
-        DoseAdministration.objects.filter(participant__trial=trial, administered_at__date__lte=cutoff)
-        .order_by("participant_id", "administered_at")
-        .values_list("participant_id", "lot__lot_number", "particles_given", "volume_ml", "administered_at", "route")
+    frame = _copy_rows(
+        _ADEX_SQL,
+        [trial.pk, timezone.get_current_timezone_name(), cutoff],
+        text=("EXROUTE",),
+        floats=("EXDOSE", "EXVOL"),
+        dates=("EXSTDT",),
+        json_values=("EXLOT",),
     )
-    frame = pd.DataFrame(rows, columns=["pk", "EXLOT", "EXDOSE", "EXVOL", "administered_at", "EXROUTE"])
     frame = frame.merge(subjects[["pk", "USUBJID", "TRT01A"]], on="pk")
     frame["EXTRT"] = frame["TRT01A"]
     frame["EXLOT"] = frame["EXLOT"].fillna("")
-    frame["EXSTDT"] = pd.to_datetime(frame["administered_at"], utc=True).dt.date
     return frame[["pk", "USUBJID", "EXTRT", "EXLOT", "EXDOSE", "EXVOL", "EXROUTE", "EXSTDT"]]
 
 
