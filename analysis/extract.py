@@ -18,7 +18,9 @@ import pandas as pd
 from django.db import connection, transaction
 from django.utils import timezone
 
+from participants.meddra import SOC_NAMES
 from participants.models import (
+    AdverseEvent,
     DoseAdministration,
     OutcomeMeasurement,
     Participant,
@@ -26,7 +28,7 @@ from participants.models import (
     Randomization,
     Visit,
 )
-from trials.models import Arm, Endpoint, ProductLot, Site, VisitDefinition
+from trials.models import Arm, EligibilityCriterion, Endpoint, ProductLot, Site, VisitDefinition
 
 
 def subjects(trial, *, with_arm: bool) -> pd.DataFrame:
@@ -269,42 +271,23 @@ def adeff(trial, cutoff, subjects: pd.DataFrame) -> pd.DataFrame:
     return frame[["pk", *ADEFF_COLUMNS]].reset_index(drop=True)
 
 
-def adae(trial, cutoff, subjects: pd.DataFrame) -> pd.DataFrame:
-    from participants.meddra import SOC_NAMES
-    from participants.models import AdverseEvent
+_ADAE_SQL = f"""
+SELECT x.participant_id AS pk, x.soc, x.term AS "AEDECOD", x.grade AS "AETOXGR", x.serious, x.causality,
+       x.onset_date AS "ASTDT", x.stop_date AS "AENDT", x.outcome AS "AEOUT", x.action_taken AS "AEACN",
+       x.results_in_death AS death
+FROM {AdverseEvent._meta.db_table} x
+JOIN {Participant._meta.db_table} p ON p.id = x.participant_id
+WHERE p.trial_id = %s AND x.onset_date <= %s
+ORDER BY x.participant_id, x.onset_date, x.id
+"""  # noqa: S608 - table names from the models, values are parameters
 
-    rows = list(
-        AdverseEvent.objects.filter(participant__trial=trial, onset_date__lte=cutoff)
-        .order_by("participant_id", "onset_date", "pk")
-        .values_list(
-            "participant_id",
-            "soc",
-            "term",
-            "grade",
-            "serious",
-            "causality",
-            "onset_date",
-            "stop_date",
-            "outcome",
-            "action_taken",
-            "results_in_death",
-        )
-    )
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "pk",
-            "soc",
-            "AEDECOD",
-            "AETOXGR",
-            "serious",
-            "causality",
-            "ASTDT",
-            "AENDT",
-            "AEOUT",
-            "AEACN",
-            "death",
-        ],
+
+def adae(trial, cutoff, subjects: pd.DataFrame) -> pd.DataFrame:
+    frame = _copy_rows(
+        _ADAE_SQL,
+        [trial.pk, cutoff],
+        text=("soc", "AEDECOD", "causality", "AEOUT", "AEACN"),
+        dates=("ASTDT", "AENDT"),
     )
     frame = frame.merge(subjects[["pk", "USUBJID", "TRTSDT"]], on="pk")
     frame["AEBODSYS"] = frame["soc"].map(SOC_NAMES)
@@ -407,22 +390,26 @@ def adex(trial, cutoff, subjects: pd.DataFrame) -> pd.DataFrame:
     return frame[["pk", "USUBJID", "EXTRT", "EXLOT", "EXDOSE", "EXVOL", "EXROUTE", "EXSTDT"]]
 
 
+_SCREENING_SQL = f"""
+SELECT p.id AS pk, p.screening_number AS "SUBJID", s.code AS "SITEID", p.screened_on AS "SCRNDT", p.status,
+       to_json(c.code) AS code, to_json(c.text) AS text
+FROM {Participant._meta.db_table} p
+JOIN {Site._meta.db_table} s ON s.id = p.site_id
+LEFT JOIN {EligibilityCriterion._meta.db_table} c ON c.id = p.screen_failure_criterion_id
+WHERE p.trial_id = %s AND p.screened_on <= %s
+ORDER BY p.screening_number
+"""  # noqa: S608 - table names from the models, values are parameters
+
+
 def screening(trial, cutoff) -> pd.DataFrame:
     """Everyone screened on or before the cut-off, with the failed criterion (the top of the CONSORT flow)."""
-    rows = list(
-        Participant.objects.filter(trial=trial, screened_on__lte=cutoff)
-        .order_by("screening_number")
-        .values_list(
-            "pk",
-            "screening_number",
-            "site__code",
-            "screened_on",
-            "status",
-            "screen_failure_criterion__code",
-            "screen_failure_criterion__text",
-        )
+    frame = _copy_rows(
+        _SCREENING_SQL,
+        [trial.pk, cutoff],
+        text=("SUBJID", "SITEID", "status"),
+        dates=("SCRNDT",),
+        json_values=("code", "text"),
     )
-    frame = pd.DataFrame(rows, columns=["pk", "SUBJID", "SITEID", "SCRNDT", "status", "code", "text"])
     frame["SCRNFL"] = (frame["status"] == "screen_failed").map({True: "Y", False: "N"})
     frame["SCRNFREAS"] = (frame["code"].fillna("") + ": " + frame["text"].fillna("")).where(frame["SCRNFL"] == "Y", "")
     return frame[["pk", "SUBJID", "SITEID", "SCRNDT", "SCRNFL", "SCRNFREAS"]]
