@@ -81,9 +81,9 @@ def _recreate_database() -> None:
 
 
 def _build(participants: int, seed: int, **kwargs):
-    from benchmarks.synthetic import build_trial
-
     from django.db import connection
+
+    from benchmarks.synthetic import build_trial
 
     started = time.perf_counter()
     trial = build_trial(participants, seed=seed, **kwargs)

@@ -3,6 +3,8 @@ services as the web forms (validation, locks, reasons, optimistic concurrency)."
 
 from __future__ import annotations
 
+import copy
+
 import django_filters
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
@@ -30,7 +32,7 @@ from participants.services.adverse_events import adverse_event_record, adverse_e
 from participants.services.dosing import dose_record
 from participants.services.queries import query_answer, query_close, query_raise, query_reopen
 from participants.services.signatures import signature_is_valid, signature_manifestation
-from participants.services.visits import MeasurementInput, visit_record, visit_update
+from participants.services.visits import MeasurementInput, scheduled_visit, visit_record, visit_update
 from trials.apis import TrialScopedMixin
 from trials.models import Arm
 from trials.policies.access import Capability, require
@@ -47,16 +49,22 @@ IF_MATCH = OpenApiParameter(
 
 class ClinicalMixin(TrialScopedMixin):
     capability = Capability.VIEW_PARTICIPANTS
+    # Read along with the participant by get_participant (outputs and notifications name the site).
+    participant_related: tuple[str, ...] = ("site",)
 
     def visible_participants(self):
         return participants_visible(trial=self.get_trial(), user=self.request.user)
 
     def get_participant(self) -> Participant:
-        participant = (
-            self.visible_participants().select_related("site", "trial").filter(pk=self.kwargs["participant_id"]).first()
-        )
-        if participant is None:
-            raise NotFound("No such participant.")
+        participants = self.visible_participants()
+        if self.participant_related:  # select_related() without names would follow every foreign key
+            participants = participants.select_related(*self.participant_related)
+        try:
+            participant = participants.get(pk=self.kwargs["participant_id"])
+        except Participant.DoesNotExist:
+            raise NotFound("No such participant.") from None
+        # The trial the participant was selected by: one instance per request, not a second copy from a join.
+        participant.trial = self.get_trial()
         return participant
 
 
@@ -217,7 +225,19 @@ class RecordHistoryApi(ClinicalMixin, APIView):
 # --- visits and measurements -----------------------------------------------------------------------------
 
 
-class MeasurementOutputSerializer(serializers.ModelSerializer):
+class FieldsBuiltOnceMixin:
+    """A ModelSerializer derives its fields from the model again for every instance; where they depend on nothing
+    else (no context, no instance), derive them once per class and give each instance copies, as DRF does with
+    declared fields. Put first in the bases."""
+
+    def get_fields(self):
+        serializer_class = type(self)
+        if "_built_fields" not in serializer_class.__dict__:
+            serializer_class._built_fields = super().get_fields()
+        return copy.deepcopy(serializer_class._built_fields)
+
+
+class MeasurementOutputSerializer(FieldsBuiltOnceMixin, serializers.ModelSerializer):
     endpoint = serializers.CharField(source="endpoint.code")
     participant_id = serializers.IntegerField(source="visit.participant_id")
     visit = serializers.CharField(source="visit.visit_definition.code")
@@ -238,7 +258,7 @@ class MeasurementOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-class VisitOutputSerializer(serializers.ModelSerializer):
+class VisitOutputSerializer(FieldsBuiltOnceMixin, serializers.ModelSerializer):
     visit = serializers.CharField(source="visit_definition.code")
     measurements = MeasurementOutputSerializer(many=True, read_only=True)
 
@@ -284,8 +304,13 @@ def _validated(serializer_class, data, *, partial: bool = False):
     return serializer.validated_data
 
 
-def _measurements(trial, entries) -> dict[int, MeasurementInput]:
-    endpoints = dict(trial.endpoints.values_list("code", "pk"))
+def _measurements(trial, entries, *, scheduled=()) -> dict[int, MeasurementInput]:
+    """The entries keyed by endpoint id; codes name endpoints of ``trial``. ``scheduled``: the visit's endpoints,
+    already in memory. The trial's other endpoints are read only when an entry names none of those: an unknown
+    code and an endpoint not measured at the visit are refused with different errors."""
+    endpoints = {endpoint.code: endpoint.pk for endpoint in scheduled if endpoint.trial_id == trial.pk}
+    if any(entry["endpoint"] not in endpoints for entry in entries):
+        endpoints = dict(trial.endpoints.order_by().values_list("code", "pk"))
     result = {}
     for entry in entries:
         if entry["endpoint"] not in endpoints:
@@ -307,6 +332,8 @@ def _visits(participants):
 
 
 class ParticipantVisitsApi(ClinicalMixin, APIView):
+    participant_related = ()  # visits need the participant's site id only (for the site check)
+
     @extend_schema(responses=VisitOutputSerializer(many=True))
     def get(self, request, code, participant_id):
         participant = self.get_participant()
@@ -317,17 +344,18 @@ class ParticipantVisitsApi(ClinicalMixin, APIView):
     def post(self, request, code, participant_id):
         participant = self.get_participant()
         data = _validated(VisitInputSerializer, request.data)
-        definition = self.get_trial().visit_definitions.filter(code=data["visit"]).first()
+        trial = self.get_trial()
+        definition = scheduled_visit(trial, data["visit"])
         if definition is None:
             raise serializers.ValidationError({"visit": f"Unknown visit {data['visit']!r}."})
+        # visit_record hands the visit back with its measurements: the response is built without reading it back.
         visit = visit_record(
             participant=participant,
             definition=definition,
             user=request.user,
             visit_date=data["visit_date"],
-            measurements=_measurements(self.get_trial(), data["measurements"]),
+            measurements=_measurements(trial, data["measurements"], scheduled=definition.endpoints.all()),
         )
-        visit = _visits([participant]).get(pk=visit.pk)
         return Response(
             VisitOutputSerializer(visit).data, status=status.HTTP_201_CREATED, headers={"ETag": etag(visit.version)}
         )

@@ -7,6 +7,8 @@ from the audit trail, which holds every version of every row.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 from django.db.models import F, Model
 
@@ -14,11 +16,17 @@ from audit.context import audit_context
 from audit.exceptions import ReasonForChangeRequiredError
 from participants.exceptions import ConcurrentEditError
 
+if TYPE_CHECKING:
+    from participants.services.locking import LockState
+
 IGNORED_IN_DIFF = frozenset({"version", "id"})
 
 
-def check_can_enter(participant, user) -> None:
-    """Site staff of the participant's site, on an unlocked casebook: the precondition of every data entry."""
+def check_can_enter(participant, user, *, lock_state: LockState | None = None) -> None:
+    """Site staff of the participant's site, on an unlocked casebook: the precondition of every data entry.
+
+    ``lock_state``: the participant's ``LockState`` when the caller has read it in this request; read here otherwise.
+    """
     from participants.exceptions import NotEligibleError
     from participants.services.locking import ensure_editable
     from trials.policies.access import Capability, require
@@ -27,7 +35,7 @@ def check_can_enter(participant, user) -> None:
     require(user, participant.trial, Capability.ENTER_DATA)
     if not can_see_site(user, participant.trial, participant.site_id):
         raise NotEligibleError(f"{participant} is not at one of your sites.")
-    ensure_editable(participant)
+    ensure_editable(participant, state=lock_state)
 
 
 def require_reason(reason: str) -> str:

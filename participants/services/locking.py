@@ -6,6 +6,8 @@ stays readable next to the audit trail. Every service that changes clinical data
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -21,6 +23,30 @@ from trials.policies.access import Capability, require
 REASON_MAX_LENGTH = RecordLock._meta.get_field("reason").max_length
 
 
+@dataclass(frozen=True)
+class LockState:
+    """What decides whether a casebook may change, read from the database in the current request: whether a lock is
+    active on it (its own or its trial's), and its trial (whose status may have closed the database)."""
+
+    has_active_lock: bool
+    trial: Trial
+
+
+# Whether a lock is active on the casebook of participant %(participant)s, in a query of its trial aliased ``t``:
+# the condition of ``active_lock``, for the reads that only need to know.
+ACTIVE_LOCK_EXISTS_SQL = f"""EXISTS (
+    SELECT FROM {RecordLock._meta.db_table} l
+    WHERE l.trial_id = t.id AND l.unlocked_at IS NULL
+      AND (l.participant_id = %(participant)s OR l.participant_id IS NULL)
+)"""
+
+_LOCK_STATE_SQL = f"""
+SELECT t.id, t.protocol_code, t.status, {ACTIVE_LOCK_EXISTS_SQL} AS has_active_lock
+FROM {Trial._meta.db_table} t
+WHERE t.id = %(trial)s
+"""  # noqa: S608 - table names from the models, values are parameters
+
+
 def active_lock(participant: Participant) -> RecordLock | None:
     """The participant's own active lock, or else the trial's active (participant-less) lock, or None."""
     return (
@@ -33,9 +59,21 @@ def active_lock(participant: Participant) -> RecordLock | None:
     )
 
 
-def ensure_editable(participant: Participant) -> None:
-    """Refuse (RecordLockedError) when the casebook or the trial is locked, or the trial's database is closed."""
-    lock = active_lock(participant)
+def _read_lock_state(participant: Participant) -> LockState:
+    # Read the trial from the database: an instance held in memory may predate the database lock. The same read
+    # tells whether a lock is active; the lock itself is read only to explain a refusal.
+    trial = Trial.objects.raw(_LOCK_STATE_SQL, {"trial": participant.trial_id, "participant": participant.pk})[0]
+    return LockState(has_active_lock=trial.has_active_lock, trial=trial)
+
+
+def ensure_editable(participant: Participant, *, state: LockState | None = None) -> None:
+    """Refuse (RecordLockedError) when the casebook or the trial is locked, or the trial's database is closed.
+
+    ``state``: the participant's ``LockState`` when the caller has read it in this request; read here otherwise.
+    """
+    if state is None:
+        state = _read_lock_state(participant)
+    lock = active_lock(participant) if state.has_active_lock else None
     if lock is not None:
         scope = f"The casebook of {participant}" if lock.participant_id else f"Trial {lock.trial}"
         raise RecordLockedError(
@@ -43,8 +81,7 @@ def ensure_editable(participant: Participant) -> None:
             f"({lock.reason}); a data manager must unlock it before any data can change.",
             lock=lock,
         )
-    # Read the status from the database: a trial instance held in memory may predate the database lock.
-    trial = Trial.objects.only("protocol_code", "status").get(pk=participant.trial_id)
+    trial = state.trial
     if trial.is_locked:
         raise RecordLockedError(
             f"Trial {trial} is {trial.get_status_display().lower()}; its data can no longer change.",

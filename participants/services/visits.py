@@ -17,8 +17,9 @@ from audit.context import INITIAL_ENTRY, audit_context
 from participants.exceptions import DataValidationError, NotEligibleError
 from participants.models import OutcomeMeasurement, Participant, ProtocolDeviation, Visit
 from participants.services.editing import check_can_enter, require_reason, versioned_update
+from participants.services.locking import ACTIVE_LOCK_EXISTS_SQL, LockState
 from participants.services.signatures import signatures_invalidate
-from trials.models import Endpoint, VisitDefinition
+from trials.models import Endpoint, Trial, VisitDefinition
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,12 @@ def field_name(endpoint: Endpoint) -> str:
 def baseline_date(participant: Participant) -> dt.date | None:
     """Day 0: the baseline visit's date, else the randomization date."""
     baseline = participant.visits.filter(visit_definition__is_baseline=True, visit_date__isnull=False).first()
-    if baseline is not None:
-        return baseline.visit_date
+    return _day0(participant, baseline.visit_date if baseline is not None else None)
+
+
+def _day0(participant: Participant, baseline_visit_date: dt.date | None) -> dt.date | None:
+    if baseline_visit_date is not None:
+        return baseline_visit_date
     randomization = getattr(participant, "randomization", None)
     return randomization.randomized_at.date() if randomization else None
 
@@ -54,7 +59,12 @@ def window(definition: VisitDefinition, day0: dt.date) -> tuple[dt.date, dt.date
     )
 
 
-def _validate(participant, definition, visit_date, measurements) -> dict[str, str]:
+def _scheduled_endpoints(definition: VisitDefinition) -> dict[int, Endpoint]:
+    """The endpoints measured at the visit by id, in the order of ``definition.endpoints`` (prefetched or not)."""
+    return {endpoint.pk: endpoint for endpoint in definition.endpoints.all()}
+
+
+def _validate(participant, scheduled: dict[int, Endpoint], visit_date, measurements) -> dict[str, str]:
     errors: dict[str, str] = {}
     today = timezone.localdate()
     if visit_date is None:
@@ -63,7 +73,6 @@ def _validate(participant, definition, visit_date, measurements) -> dict[str, st
         errors["visit_date"] = f"The visit date {visit_date.isoformat()} is in the future."
     elif visit_date < participant.screened_on:
         errors["visit_date"] = f"The visit date is before screening ({participant.screened_on.isoformat()})."
-    scheduled = {e.pk: e for e in definition.endpoints.all()}
     for endpoint_id, entry in measurements.items():
         endpoint = scheduled.get(endpoint_id)
         if endpoint is None:
@@ -100,6 +109,50 @@ def _window_deviation(participant, visit, definition, day0, user) -> ProtocolDev
     )
 
 
+_DEFINITION_SQL = f"""
+SELECT * FROM {VisitDefinition._meta.db_table} WHERE trial_id = %s AND code = %s
+"""  # noqa: S608 - table name from the model, values are parameters
+
+# The order of ``definition.endpoints`` (the model's ordering) without its first key, the trial, which a visit and its
+# endpoints share.
+_SCHEDULED_ENDPOINTS_SQL = f"""
+SELECT e.*
+FROM {Endpoint._meta.db_table} e
+JOIN {VisitDefinition.endpoints.through._meta.db_table} s ON s.endpoint_id = e.id
+WHERE s.visitdefinition_id = %s
+ORDER BY e.rank, e.code
+"""  # noqa: S608 - table names from the models, values are parameters
+
+
+def scheduled_visit(trial: Trial, code: str) -> VisitDefinition | None:
+    """The trial's visit definition with ``code``, with its endpoints (``definition.endpoints.all()``), or None."""
+    # Raw reads: read on every visit recorded through the API, they take half the time of the ORM's.
+    definition = next(iter(VisitDefinition.objects.raw(_DEFINITION_SQL, [trial.pk, code])), None)
+    if definition is not None:
+        _cache_related(definition, "endpoints", list(Endpoint.objects.raw(_SCHEDULED_ENDPOINTS_SQL, [definition.pk])))
+    return definition
+
+
+# What visit_record checks before it writes, in one read: the trial's status and whether a lock is active on the
+# casebook (what ensure_editable reads), the visits recorded already, and the baseline visit's date (baseline_date's).
+_RECORDING_STATE_SQL = f"""
+SELECT t.id, t.protocol_code, t.status, {ACTIVE_LOCK_EXISTS_SQL} AS has_active_lock,
+       ARRAY(
+           SELECT v.visit_definition_id FROM {Visit._meta.db_table} v WHERE v.participant_id = %(participant)s
+       ) AS recorded_definition_ids,
+       (
+           SELECT v.visit_date
+           FROM {Visit._meta.db_table} v
+           JOIN {VisitDefinition._meta.db_table} d ON d.id = v.visit_definition_id
+           WHERE v.participant_id = %(participant)s AND d.is_baseline AND v.visit_date IS NOT NULL
+           ORDER BY d."order"
+           LIMIT 1
+       ) AS baseline_visit_date
+FROM {Trial._meta.db_table} t
+WHERE t.id = %(trial)s
+"""  # noqa: S608 - table names from the models, values are parameters
+
+
 def visit_record(
     *,
     participant: Participant,
@@ -110,20 +163,27 @@ def visit_record(
 ) -> Visit:
     """Record a completed visit with every endpoint scheduled at it, all or nothing.
 
-    Raises DataValidationError with one message per offending field; nothing is saved then.
+    Raises DataValidationError with one message per offending field; nothing is saved then. The visit is
+    returned with its measurements (``visit.measurements.all()``, in the order of ``definition.endpoints``),
+    so that it can be shown without being read back.
     """
-    check_can_enter(participant, user)
+    # One read for everything checked before writing: the participant's trial, with whether a lock is active, the
+    # visits recorded and the baseline visit's date. Raw SQL: the ORM takes several times as long to build a query
+    # with these subqueries as the database takes to answer it.
+    state = Trial.objects.raw(_RECORDING_STATE_SQL, {"trial": participant.trial_id, "participant": participant.pk})[0]
+    check_can_enter(participant, user, lock_state=LockState(has_active_lock=state.has_active_lock, trial=state))
     if definition.trial_id != participant.trial_id:
         raise DataValidationError("That visit is not in this trial's schedule.", errors={"__all__": "Wrong trial."})
-    if participant.visits.filter(visit_definition=definition).exists():
+    if definition.pk in state.recorded_definition_ids:
         raise DataValidationError(
             f"{definition.name} is already recorded; edit it instead.",
             errors={"__all__": f"{definition.name} is already recorded."},
         )
-    day0 = baseline_date(participant)
+    day0 = _day0(participant, state.baseline_visit_date)
     if day0 is None and not definition.is_baseline and definition.target_day >= 0:
         raise NotEligibleError(f"{participant} has no baseline yet: randomize and record the baseline visit first.")
-    errors = _validate(participant, definition, visit_date, measurements)
+    scheduled = _scheduled_endpoints(definition)
+    errors = _validate(participant, scheduled, visit_date, measurements)
     if errors:
         raise DataValidationError("The visit was not saved: correct the fields marked.", errors=errors)
     day0 = day0 or visit_date
@@ -136,14 +196,13 @@ def visit_record(
             study_day=study_day,
             in_window=definition.is_day_in_window(study_day),
         )
-        endpoints = {e.pk: e for e in definition.endpoints.all()}
-        OutcomeMeasurement.objects.bulk_create(
+        created = OutcomeMeasurement.objects.bulk_create(
             OutcomeMeasurement(
                 visit=visit,
-                endpoint=endpoints[endpoint_id],
+                endpoint=scheduled[endpoint_id],
                 value=entry.value,
                 event_occurred=entry.event,
-                unit=endpoints[endpoint_id].unit,
+                unit=scheduled[endpoint_id].unit,
                 measured_on=visit_date,
                 not_done_reason="" if entry.value is not None else entry.not_done_reason.strip(),
             )
@@ -151,7 +210,17 @@ def visit_record(
         )
         if not visit.in_window:
             _window_deviation(participant, visit, definition, day0, user).save()
+    by_endpoint = {measurement.endpoint_id: measurement for measurement in created}
+    _cache_related(visit, "measurements", [by_endpoint[endpoint_id] for endpoint_id in scheduled])
     return visit
+
+
+def _cache_related(instance, name: str, objects: list) -> None:
+    """Make ``getattr(instance, name).all()`` answer ``objects`` from memory, as ``prefetch_related(name)`` does."""
+    cached = getattr(instance, name).all()
+    cached._result_cache = objects
+    cached._prefetch_done = True
+    instance._prefetched_objects_cache = {**getattr(instance, "_prefetched_objects_cache", {}), name: cached}
 
 
 def visit_update(
@@ -171,7 +240,7 @@ def visit_update(
     participant = visit.participant
     check_can_enter(participant, user)
     definition = visit.visit_definition
-    errors = _validate(participant, definition, visit_date, measurements)
+    errors = _validate(participant, _scheduled_endpoints(definition), visit_date, measurements)
     if errors:
         raise DataValidationError("Your changes were not saved: correct the fields marked.", errors=errors)
     reason = require_reason(reason)

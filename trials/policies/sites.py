@@ -16,7 +16,7 @@ def visible_site_ids(user, trial: Trial) -> frozenset[int] | None:
     if found is None:
         return frozenset()
     if found.role in SITE_SCOPED_ROLES:
-        return frozenset(link.site_id for link in found.site_links.all())
+        return frozenset(found.site_ids)
     return ALL_SITES
 
 

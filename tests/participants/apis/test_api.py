@@ -8,7 +8,6 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from participants.models import AdverseEvent, Participant, Visit
-from participants.services.randomization import participant_randomize
 
 pytestmark = pytest.mark.django_db
 API = "/api/v1/trials/EXO-OA-201"
@@ -102,14 +101,6 @@ def test_ordering_by_arm_is_not_accepted(demo_trial):
         probe = client_for(username).get(f"{API}/participants/", {"ordering": "randomization__arm__code"})
         assert probe.status_code == 400
         assert probe.json()["errors"][0]["field"] == "ordering"
-
-
-@pytest.fixture
-def fresh(demo_trial):
-    participant = Participant.objects.filter(trial=demo_trial, site__code="S01", status="eligible").first()
-    participant_randomize(participant=participant, user=get_user_model().objects.get(username="demo-site"))
-    participant.refresh_from_db()
-    return participant
 
 
 def baseline_payload(participant, pain=72):
