@@ -10,11 +10,21 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import connection
 
 from trials import demo
 
 TEST_PASSWORD = "correct-horse-battery-9"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """No test sees what another left in the cache: the sign-in throttle's counts per address (10 a minute), reported
+    lockouts, one-time codes used."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(scope="session", autouse=True)
