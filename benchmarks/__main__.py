@@ -54,32 +54,6 @@ def _log(message: str) -> None:
     print(f"[{dt.datetime.now(tz=dt.UTC):%H:%M:%S}] {message}", flush=True)
 
 
-def _maintenance_connection():
-    """An autocommit connection to the ``postgres`` database of the configured server (to drop or create ours)."""
-    import psycopg
-    from django.conf import settings
-
-    database = settings.DATABASES["default"]
-    return psycopg.connect(
-        host=database["HOST"] or None,
-        port=database["PORT"] or None,
-        user=database["USER"] or None,
-        password=database.get("PASSWORD") or None,
-        dbname="postgres",
-        autocommit=True,
-    )
-
-
-def _recreate_database() -> None:
-    from django.conf import settings
-    from psycopg import sql
-
-    with _maintenance_connection() as admin:
-        name = sql.Identifier(settings.DATABASES["default"]["NAME"])
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
-
-
 def _build(participants: int, seed: int, **kwargs):
     from django.db import connection
 
@@ -128,11 +102,12 @@ def main() -> int:  # noqa: C901 - one step after another, each optional
     from django.core.management import call_command
 
     from benchmarks import report, suite
+    from benchmarks.databases import recreate_database
     from benchmarks.load import LoadSettings, api_write_vs_bare
     from benchmarks.synthetic import write_outcome_csv
 
     _log(f"recreating database {settings.DATABASES['default']['NAME']} and migrating")
-    _recreate_database()
+    recreate_database()
     call_command("migrate", "--no-input", verbosity=0)
     shutil.rmtree(settings.ARTIFACT_ROOT, ignore_errors=True)
     warmup = 1

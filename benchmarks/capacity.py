@@ -45,6 +45,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.databases import drop_database, recreate_database
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 SETTINGS_MODULE = "benchmarks.capacity_settings"
@@ -260,12 +262,6 @@ class Staff:
     site: str
     user: object = field(repr=False)
     adverse_events: list[int] = field(default_factory=list)
-
-
-def recreate_database() -> None:
-    from benchmarks.__main__ import _recreate_database
-
-    _recreate_database()
 
 
 def create_staff(trial, users: int) -> list[Staff]:
@@ -635,19 +631,6 @@ def verify_audit(env: dict[str, str], timeout_s: float = 600) -> dict:
     return {"ok": completed.returncode == 0, "returncode": completed.returncode, "output": output[-4000:]}
 
 
-def _drop_database() -> None:
-    from django.conf import settings
-    from django.db import connections
-    from psycopg import sql
-
-    from benchmarks.__main__ import _maintenance_connection
-
-    connections.close_all()
-    with _maintenance_connection() as admin:
-        name = sql.Identifier(settings.DATABASES["default"]["NAME"])
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-
-
 # --- the run -----------------------------------------------------------------------------------------------------
 
 
@@ -877,7 +860,7 @@ def run_capacity(options: argparse.Namespace) -> int:
         write_result(run, started_at)
         if options.drop_database:
             with contextlib.suppress(Exception):
-                _drop_database()
+                drop_database()
 
 
 def main(argv: list[str] | None = None) -> int:
