@@ -34,17 +34,26 @@ class LockState:
 
 # Whether a lock is active on the casebook of participant %(participant)s, in a query of its trial aliased ``t``:
 # the condition of ``active_lock``, for the reads that only need to know.
-ACTIVE_LOCK_EXISTS_SQL = f"""EXISTS (
+_ACTIVE_LOCK_EXISTS_SQL = f"""EXISTS (
     SELECT FROM {RecordLock._meta.db_table} l
     WHERE l.trial_id = t.id AND l.unlocked_at IS NULL
       AND (l.participant_id = %(participant)s OR l.participant_id IS NULL)
 )"""
 
+# The columns of a read of the trial (aliased ``t``, with the parameters %(trial)s and %(participant)s) that
+# ``lock_state_of`` turns into a LockState; visit_record reads them along with what it checks itself.
+LOCK_STATE_COLUMNS = f"t.id, t.protocol_code, t.status, {_ACTIVE_LOCK_EXISTS_SQL} AS has_active_lock"
+
 _LOCK_STATE_SQL = f"""
-SELECT t.id, t.protocol_code, t.status, {ACTIVE_LOCK_EXISTS_SQL} AS has_active_lock
+SELECT {LOCK_STATE_COLUMNS}
 FROM {Trial._meta.db_table} t
 WHERE t.id = %(trial)s
 """  # noqa: S608 - table names from the models, values are parameters
+
+
+def lock_state_of(trial: Trial) -> LockState:
+    """The LockState of a trial read with ``LOCK_STATE_COLUMNS`` (by ``Trial.objects.raw``)."""
+    return LockState(has_active_lock=trial.has_active_lock, trial=trial)
 
 
 def active_lock(participant: Participant) -> RecordLock | None:
@@ -62,8 +71,9 @@ def active_lock(participant: Participant) -> RecordLock | None:
 def _read_lock_state(participant: Participant) -> LockState:
     # Read the trial from the database: an instance held in memory may predate the database lock. The same read
     # tells whether a lock is active; the lock itself is read only to explain a refusal.
-    trial = Trial.objects.raw(_LOCK_STATE_SQL, {"trial": participant.trial_id, "participant": participant.pk})[0]
-    return LockState(has_active_lock=trial.has_active_lock, trial=trial)
+    return lock_state_of(
+        Trial.objects.raw(_LOCK_STATE_SQL, {"trial": participant.trial_id, "participant": participant.pk})[0]
+    )
 
 
 def ensure_editable(participant: Participant, *, state: LockState | None = None) -> None:

@@ -17,7 +17,7 @@ from audit.context import INITIAL_ENTRY, audit_context
 from participants.exceptions import DataValidationError, NotEligibleError
 from participants.models import OutcomeMeasurement, Participant, ProtocolDeviation, Visit
 from participants.services.editing import check_can_enter, require_reason, versioned_update
-from participants.services.locking import ACTIVE_LOCK_EXISTS_SQL, LockState
+from participants.services.locking import LOCK_STATE_COLUMNS, lock_state_of
 from participants.services.signatures import signatures_invalidate
 from trials.models import Endpoint, Trial, VisitDefinition
 
@@ -136,7 +136,7 @@ def scheduled_visit(trial: Trial, code: str) -> VisitDefinition | None:
 # What visit_record checks before it writes, in one read: the trial's status and whether a lock is active on the
 # casebook (what ensure_editable reads), the visits recorded already, and the baseline visit's date (baseline_date's).
 _RECORDING_STATE_SQL = f"""
-SELECT t.id, t.protocol_code, t.status, {ACTIVE_LOCK_EXISTS_SQL} AS has_active_lock,
+SELECT {LOCK_STATE_COLUMNS},
        ARRAY(
            SELECT v.visit_definition_id FROM {Visit._meta.db_table} v WHERE v.participant_id = %(participant)s
        ) AS recorded_definition_ids,
@@ -171,7 +171,7 @@ def visit_record(
     # visits recorded and the baseline visit's date. Raw SQL: the ORM takes several times as long to build a query
     # with these subqueries as the database takes to answer it.
     state = Trial.objects.raw(_RECORDING_STATE_SQL, {"trial": participant.trial_id, "participant": participant.pk})[0]
-    check_can_enter(participant, user, lock_state=LockState(has_active_lock=state.has_active_lock, trial=state))
+    check_can_enter(participant, user, lock_state=lock_state_of(state))
     if definition.trial_id != participant.trial_id:
         raise DataValidationError("That visit is not in this trial's schedule.", errors={"__all__": "Wrong trial."})
     if definition.pk in state.recorded_definition_ids:
